@@ -1,0 +1,3 @@
+from archive_service.cli.main import app
+
+app()

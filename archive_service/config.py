@@ -1,0 +1,87 @@
+"""Typed settings, read once by an entry point and passed down (prefix ``ARCHIVE_``).
+
+Nothing here reads the environment at import time: call :func:`get_settings`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ARCHIVE_", env_file=None, extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    """`production` refuses development defaults (built-in TSA, local storage) unless allowed."""
+    allow_dev_defaults: bool = False
+
+    data_dir: Path = Path("./var")
+    """All state of the one-machine default lives here: database, storage, staging, TSA keys."""
+
+    database_url: str | None = None
+    """SQLAlchemy URL; default ``sqlite:///<data_dir>/archive.sqlite3``."""
+
+    storage_dir: Path | None = None
+    """Local storage offer directory; default ``<data_dir>/storage``."""
+
+    staging_dir: Path | None = None
+    """Where uploads land while they are hashed; default ``<data_dir>/staging``."""
+
+    seda_xsd_dir: Path | None = None
+    """Directory holding the official SEDA XSDs, one sub-directory per version (``2.2``, ``2.3``),
+    or directly the XSDs of one version. Without it, manifests are validated against our own
+    RelaxNG profile only."""
+
+    decp_schema_path: Path | None = None
+    """Official DECP JSON schema (schema_decp_v2.0.3.json); optional, used when present."""
+
+    seda_version: Literal["2.3", "2.2"] = "2.3"
+
+    tsa_url: str | None = None
+    """External RFC 3161 TSA; when unset the built-in TSA is used."""
+    tsa_ca_file: Path | None = None
+    """PEM file with the external TSA's certificate chain (trust anchors for verification)."""
+    tsa_timeout_seconds: float = 15.0
+
+    max_file_size: int = 8 * 1024**3
+    """Largest single file accepted, in bytes."""
+    max_files_per_transfer: int = 10_000
+
+    archival_agency_identifier: str = "ARCHIVE-SERVICE"
+    """Identifier of the archives service (SEDA ArchivalAgency) when a tenant has none."""
+
+    task_runner: Literal["inprocess", "celery"] = "inprocess"
+    inprocess_workers: int = 2
+
+    api_key_pepper: SecretStr = Field(default=SecretStr("dev-pepper-change-me"))
+    """Secret mixed into API-key hashes; production refuses the default."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'archive.sqlite3').resolve()}"
+
+    @property
+    def resolved_storage_dir(self) -> Path:
+        return (self.storage_dir or self.data_dir / "storage").resolve()
+
+    @property
+    def resolved_staging_dir(self) -> Path:
+        return (self.staging_dir or self.data_dir / "staging").resolve()
+
+    @property
+    def tsa_dir(self) -> Path:
+        return (self.data_dir / "tsa").resolve()
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Read settings from the environment (and explicit overrides, used by tests)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

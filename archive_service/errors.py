@@ -1,0 +1,110 @@
+"""The one error family of archive-service.
+
+Errors carry what was expected and what was found; they know nothing of HTTP status codes or
+exit codes. Entry points (api/errors.py, cli/main.py, tasks/) translate them at the edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One reason something was refused: a stable code, a message and where it applies."""
+
+    code: str
+    message: str
+    location: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        out = {"code": self.code, "message": self.message}
+        if self.location is not None:
+            out["location"] = self.location
+        return out
+
+
+class ArchiveError(Exception):
+    """Root of every error the service raises on purpose."""
+
+    code = "archive-error"
+    title = "Archive error"
+
+    def __init__(self, message: str, *, issues: Sequence[Issue] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.issues: tuple[Issue, ...] = tuple(issues)
+
+
+class InvalidInput(ArchiveError):
+    """The caller sent something we refuse (metadata, file, path, parameter)."""
+
+    code = "invalid-input"
+    title = "Invalid input"
+
+
+class PayloadTooLarge(InvalidInput):
+    code = "payload-too-large"
+    title = "Payload too large"
+
+
+class UnsupportedMediaType(InvalidInput):
+    code = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
+class SedaInvalid(ArchiveError):
+    """A SEDA message does not validate against its schema or our profile."""
+
+    code = "seda-invalid"
+    title = "SEDA message invalid"
+
+
+class NotAuthenticated(ArchiveError):
+    code = "not-authenticated"
+    title = "Authentication required"
+
+
+class Forbidden(ArchiveError):
+    code = "forbidden"
+    title = "Forbidden"
+
+
+class NotFound(ArchiveError):
+    code = "not-found"
+    title = "Not found"
+
+
+class Conflict(ArchiveError):
+    code = "conflict"
+    title = "Conflict"
+
+
+class IntegrityFailure(ArchiveError):
+    """A digest, token or proof did not verify."""
+
+    code = "integrity-failure"
+    title = "Integrity check failed"
+
+
+class FingerprintMismatch(IntegrityFailure):
+    code = "fingerprint-mismatch"
+    title = "Fingerprint mismatch"
+
+
+class TimestampInvalid(IntegrityFailure):
+    code = "timestamp-invalid"
+    title = "Timestamp token invalid"
+
+
+class Unavailable(ArchiveError):
+    """A dependency (storage, TSA, database) cannot be reached now; the caller may retry."""
+
+    code = "unavailable"
+    title = "Service unavailable"
+
+
+class ConfigurationError(ArchiveError):
+    code = "configuration-error"
+    title = "Configuration error"
