@@ -44,6 +44,13 @@ class InvalidInput(ArchiveError):
     title = "Invalid input"
 
 
+class BadRequest(InvalidInput):
+    """The request itself is malformed (missing part, JSON that does not parse)."""
+
+    code = "bad-request"
+    title = "Bad request"
+
+
 class PayloadTooLarge(InvalidInput):
     code = "payload-too-large"
     title = "Payload too large"

@@ -6,13 +6,14 @@ against every implementation (tests/integration/contracts/).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
-from archive_service.core.model import FormatInfo
+from archive_service.core.model import FileFingerprints, FormatInfo
 
 
 class Clock(Protocol):
@@ -79,10 +80,287 @@ class FormatIdentifier(Protocol):
     def identify(self, path: Path, *, filename: str, declared_mime: str | None) -> FormatInfo: ...
 
 
-Job = Callable[[], None]
-
-
 class TaskRunner(Protocol):
     """Runs jobs after the current transaction committed (in-process threads or Celery)."""
 
     def submit(self, job_name: str, job_id: str) -> None: ...
+
+
+# --- Persistence: the records repositories exchange with services -------------------------
+
+
+class Role(StrEnum):
+    PLATFORM = "platform"
+    ARCHIVIST = "archivist"
+    AUDITOR = "auditor"
+    ADMIN = "admin"
+
+
+class TransferStatus(StrEnum):
+    RECEIVED = "received"
+    PROCESSING = "processing"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Caller:
+    """An authenticated client: who it is, its tenant, its role, what it may transfer for."""
+
+    client_id: str
+    tenant_id: str
+    role: Role
+    name: str
+    organization_ids: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TenantRecord:
+    id: str
+    name: str
+    archival_agency_identifier: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrganizationRecord:
+    id: str
+    tenant_id: str
+    siret: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientRecord:
+    id: str
+    tenant_id: str
+    name: str
+    role: Role
+    key_id: str
+    key_hash: str
+    organization_ids: frozenset[str] = frozenset()
+    revoked: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferFileRecord:
+    path: str
+    staged_name: str
+    object_id: str
+    size: int
+    sha256: str
+    sha512: str
+    declared_mime: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferRecord:
+    id: str
+    tenant_id: str
+    client_id: str
+    organization_id: str
+    message_identifier: str
+    content_digest: str
+    status: TransferStatus
+    metadata: dict[str, Any]
+    staging_dir: str
+    package_id: str
+    created_at: datetime
+    updated_at: datetime
+    reasons: tuple[dict[str, str], ...] = ()
+    archive_unit_id: str | None = None
+    attempts: int = 0
+    files: tuple[TransferFileRecord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PackageRecord:
+    id: str
+    tenant_id: str
+    transfer_id: str
+    root_unit_id: str
+    seda_version: str
+    manifest_key: str
+    manifest_sha256: str
+    manifest_size: int
+    timestamp_key: str
+    timestamp_gen_time: datetime
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnitRecord:
+    id: str
+    tenant_id: str
+    package_id: str
+    root_id: str
+    parent_id: str | None
+    position: int
+    level: str
+    title: str
+    category: str | None
+    content: dict[str, Any]
+    appraisal: dict[str, Any] | None
+    access: dict[str, Any] | None
+    created_at: datetime
+    organization_siret: str | None = None
+    cpv: str | None = None
+    notification_date: date | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ObjectRecord:
+    id: str
+    tenant_id: str
+    package_id: str
+    archive_unit_id: str
+    path: str
+    uri: str
+    size: int
+    sha256: str
+    sha512: str
+    mime_type: str
+    storage_key: str
+    puid: str | None = None
+    format_name: str | None = None
+    format_version: str | None = None
+    declared_mime: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CopyRecord:
+    tenant_id: str
+    package_id: str
+    kind: str
+    offer: str
+    key: str
+    size: int
+    sha256: str
+    stored_at: datetime
+    version_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogEvent:
+    """One logbook entry to append (journal des opérations)."""
+
+    tenant_id: str
+    at: datetime
+    event_type: str
+    outcome: str
+    subject_type: str
+    subject_id: str
+    actor: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SearchQuery:
+    tenant_id: str
+    text: str | None = None
+    buyer: str | None = None
+    cpv: str | None = None
+    notified_from: date | None = None
+    notified_to: date | None = None
+    cursor: str | None = None
+    limit: int = 20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SearchPage:
+    unit_ids: tuple[str, ...]
+    next_cursor: str | None
+
+
+class TenancyRepository(Protocol):
+    def add_tenant(self, tenant: TenantRecord, *, at: datetime) -> None: ...
+    def tenant_by_name(self, name: str) -> TenantRecord | None: ...
+    def get_tenant(self, tenant_id: str) -> TenantRecord | None: ...
+    def add_organization(self, org: OrganizationRecord, *, at: datetime) -> None: ...
+    def organization_by_siret(self, tenant_id: str, siret: str) -> OrganizationRecord | None: ...
+    def add_client(self, client: ClientRecord, *, at: datetime) -> None: ...
+    def client_by_key_id(self, key_id: str) -> ClientRecord | None: ...
+
+
+class TransferRepository(Protocol):
+    def add(self, transfer: TransferRecord) -> None: ...
+    def get(self, tenant_id: str, transfer_id: str) -> TransferRecord | None: ...
+    def get_any_tenant(self, transfer_id: str) -> TransferRecord | None:
+        """For jobs, which carry only the id."""
+        ...
+
+    def by_message(self, client_id: str, message_identifier: str) -> TransferRecord | None: ...
+    def update_status(
+        self,
+        transfer_id: str,
+        status: TransferStatus,
+        *,
+        at: datetime,
+        reasons: Sequence[dict[str, str]] = (),
+        archive_unit_id: str | None = None,
+        attempts: int | None = None,
+    ) -> None: ...
+
+    def unfinished(self) -> list[str]: ...
+
+
+class ArchiveRepository(Protocol):
+    def add_package(self, package: PackageRecord) -> None: ...
+    def add_units(self, units: Sequence[UnitRecord]) -> None: ...
+    def add_objects(self, objects: Sequence[ObjectRecord]) -> None: ...
+    def add_copies(self, copies: Sequence[CopyRecord]) -> None: ...
+    def get_package(self, tenant_id: str, package_id: str) -> PackageRecord | None: ...
+    def get_unit(self, tenant_id: str, unit_id: str) -> UnitRecord | None: ...
+    def units_of_root(self, tenant_id: str, root_id: str) -> list[UnitRecord]: ...
+    def objects_of_root(self, tenant_id: str, root_id: str) -> list[ObjectRecord]: ...
+    def get_object(self, tenant_id: str, object_id: str) -> ObjectRecord | None: ...
+    def copies_of_package(self, tenant_id: str, package_id: str) -> list[CopyRecord]: ...
+
+
+class LogbookRepository(Protocol):
+    def append(self, event: LogEvent) -> int: ...
+    def for_subject(self, tenant_id: str, subject_id: str) -> list[LogEvent]: ...
+
+
+class SearchIndex(Protocol):
+    def index_unit(self, unit: UnitRecord, *, body: str, keywords: str) -> None: ...
+    def search(self, query: SearchQuery) -> SearchPage: ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction. Only ``commit`` makes changes visible; leaving without it rolls back."""
+
+    tenancy: TenancyRepository
+    transfers: TransferRepository
+    archive: ArchiveRepository
+    logbook: LogbookRepository
+    search: SearchIndex
+
+    def commit(self) -> None: ...
+    def __enter__(self) -> UnitOfWork: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+
+UnitOfWorkFactory = Callable[[], UnitOfWork]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StagedFile:
+    """A file part received and fingerprinted while it streamed to the staging area."""
+
+    part_name: str
+    staged_name: str
+    fingerprints: FileFingerprints
+    content_type: str | None = None
+
+
+class Staging(Protocol):
+    """Where uploads wait, outside every storage offer, until their package is stored."""
+
+    def path_of(self, staging_dir: str, staged_name: str) -> Path: ...
+    def discard(self, staging_dir: str) -> None: ...
+
+
+class ManifestValidator(Protocol):
+    def validate(self, xml: bytes) -> None:
+        """Raise ``SedaInvalid`` unless ``xml`` validates (official XSD and our profile)."""
+        ...

@@ -73,3 +73,18 @@ def fingerprint_chunks(chunks: Iterable[bytes]) -> FileFingerprints:
 
 def fingerprint_bytes(data: bytes) -> FileFingerprints:
     return fingerprint_chunks([data])
+
+
+def sha256_stream(stream: BinaryIO, *, chunk_size: int = CHUNK_SIZE) -> tuple[int, str]:
+    """Size and SHA-256 (hex) of a stream: the cheaper check used to read copies back."""
+    digest = hashlib.sha256()
+    size = 0
+    buffer = bytearray(chunk_size)
+    view = memoryview(buffer)
+    while True:
+        n = stream.readinto(view)  # type: ignore[attr-defined]
+        if not n:
+            break
+        digest.update(view[:n])
+        size += n
+    return size, digest.hexdigest()

@@ -1,0 +1,256 @@
+"""The HTTP API (FastAPI). Endpoints are thin: authenticate, call a service, shape the answer."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from datetime import date
+from typing import Annotated, Any, BinaryIO
+
+import anyio
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from archive_service import __version__
+from archive_service.api.errors import archive_error_handler, validation_error_handler
+from archive_service.api.upload import read_transfer
+from archive_service.api.views import transfer_json, unit_json, unit_summary_json
+from archive_service.config import Settings
+from archive_service.errors import ArchiveError, InvalidInput, Issue, NotAuthenticated
+from archive_service.ports import Caller, SearchQuery
+from archive_service.wiring import Services, build_services, resume_unfinished
+
+STREAM_CHUNK = 1024 * 1024
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_caller(request: Request, services: ServicesDep) -> Caller:
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise NotAuthenticated("missing API key (Authorization: Bearer <key>)")
+    return services.tenancy.authenticate(key.strip())
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def create_app(settings: Settings, *, services: Services | None = None) -> FastAPI:
+    """Build the app; services are built at start-up (migrations applied) unless given."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = services is None
+        app.state.services = services or build_services(settings)
+        resume_unfinished(app.state.services)
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.services.close()
+
+    app = FastAPI(
+        title="archive-service",
+        version=__version__,
+        description="Archivage électronique des dossiers de marchés publics (SEDA 2.3).",
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(ArchiveError, archive_error_handler)
+    from fastapi.exceptions import RequestValidationError
+
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/transfers", status_code=202)
+    async def create_transfer(
+        request: Request, caller: CallerDep, services: ServicesDep
+    ) -> JSONResponse:
+        upload = await anyio.to_thread.run_sync(services.staging.new_upload)
+        try:
+            metadata = await read_transfer(
+                request.stream(), request.headers.get("content-type"), upload
+            )
+        except BaseException:
+            upload.discard()
+            raise
+        outcome = await anyio.to_thread.run_sync(
+            services.ingest.register, caller, metadata, upload.name, list(upload.files)
+        )
+        body = {
+            "id": outcome.transfer.id,
+            "status": outcome.transfer.status.value,
+            "message_identifier": outcome.transfer.message_identifier,
+        }
+        return JSONResponse(
+            body,
+            status_code=200 if outcome.replayed else 202,
+            headers={"Location": f"/v1/transfers/{outcome.transfer.id}"},
+        )
+
+    @app.get("/v1/transfers/{transfer_id}")
+    def get_transfer(transfer_id: str, caller: CallerDep, services: ServicesDep) -> Any:
+        return transfer_json(services.ingest.get_transfer(caller, transfer_id))
+
+    @app.get("/v1/transfers/{transfer_id}/reply")
+    def get_transfer_reply(transfer_id: str, caller: CallerDep, services: ServicesDep) -> Response:
+        xml = services.ingest.transfer_reply(caller, transfer_id)
+        return Response(xml, media_type="application/xml")
+
+    @app.get("/v1/archive-units")
+    def search_units(
+        caller: CallerDep,
+        services: ServicesDep,
+        q: str | None = None,
+        buyer: Annotated[str | None, Query(pattern=r"^[0-9]{14}$")] = None,
+        cpv: Annotated[str | None, Query(pattern=r"^[0-9]{2,8}(-[0-9])?$")] = None,
+        notified_from: date | None = None,
+        notified_to: date | None = None,
+        cursor: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    ) -> Any:
+        try:
+            units, next_cursor = services.retrieval.search(
+                caller,
+                SearchQuery(
+                    tenant_id=caller.tenant_id,
+                    text=q,
+                    buyer=buyer,
+                    cpv=cpv,
+                    notified_from=notified_from,
+                    notified_to=notified_to,
+                    cursor=cursor,
+                    limit=limit,
+                ),
+            )
+        except ValueError as exc:
+            raise InvalidInput(str(exc), issues=[Issue("invalid-cursor", str(exc), "cursor")])
+        return {"items": [unit_summary_json(u) for u in units], "next_cursor": next_cursor}
+
+    @app.get("/v1/archive-units/{unit_id}")
+    def get_unit(unit_id: str, caller: CallerDep, services: ServicesDep) -> Any:
+        return unit_json(services.retrieval.unit(caller, unit_id))
+
+    @app.get("/v1/archive-units/{unit_id}/manifest")
+    def get_manifest(unit_id: str, caller: CallerDep, services: ServicesDep) -> Response:
+        package, xml = services.retrieval.manifest(caller, unit_id)
+        return Response(
+            xml,
+            media_type="application/xml",
+            headers={
+                "ETag": f'"sha256:{package.manifest_sha256}"',
+                "Repr-Digest": _digest_header(package.manifest_sha256),
+            },
+        )
+
+    @app.get("/v1/archive-units/{unit_id}/timestamp")
+    def get_timestamp(unit_id: str, caller: CallerDep, services: ServicesDep) -> Response:
+        return Response(
+            services.retrieval.timestamp(caller, unit_id), media_type="application/timestamp-reply"
+        )
+
+    @app.get("/v1/objects/{object_id}/content")
+    def get_content(
+        object_id: str, request: Request, caller: CallerDep, services: ServicesDep
+    ) -> Response:
+        opened = services.retrieval.open_object(caller, object_id)
+        record = opened.record
+        etag = f'"sha256:{record.sha256}"'
+        headers = {
+            "ETag": etag,
+            "Accept-Ranges": "bytes",
+            "Repr-Digest": _digest_header(record.sha256),
+            "Digest": "SHA-256=" + base64.b64encode(bytes.fromhex(record.sha256)).decode(),
+            "Content-Disposition": _disposition(record.path.rsplit("/", 1)[-1]),
+        }
+        if request.headers.get("if-none-match") == etag:
+            opened.stream.close()
+            return Response(status_code=304, headers=headers)
+        span = _parse_range(request.headers.get("range"), record.size)
+        if span == "unsatisfiable":
+            opened.stream.close()
+            return Response(
+                status_code=416, headers={**headers, "Content-Range": f"bytes */{record.size}"}
+            )
+        if span is None:
+            start, end, status = 0, record.size - 1, 200
+        else:
+            start, end = span
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end}/{record.size}"
+        headers["Content-Length"] = str(end - start + 1)
+        return StreamingResponse(
+            _iter_stream(opened.stream, start, end - start + 1),
+            status_code=status,
+            media_type=record.mime_type or "application/octet-stream",
+            headers=headers,
+        )
+
+    @app.get("/v1/tsa/certificates")
+    def tsa_certificates(_caller: CallerDep, services: ServicesDep) -> Response:
+        return Response(
+            services.tsa.certificate_chain_pem(), media_type="application/pem-certificate-chain"
+        )
+
+    return app
+
+
+def _digest_header(sha256_hex: str) -> str:
+    """RFC 9530 ``Repr-Digest`` value."""
+    return "sha-256=:" + base64.b64encode(bytes.fromhex(sha256_hex)).decode() + ":"
+
+
+def _disposition(filename: str) -> str:
+    from urllib.parse import quote
+
+    ascii_name = re.sub(r"[^A-Za-z0-9._-]", "_", filename) or "file"
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
+
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def _parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+    """One byte range (RFC 9110 §14.1.2); several ranges are answered with the whole file."""
+    if not header:
+        return None
+    m = _RANGE.match(header.strip())
+    if not m or (not m.group(1) and not m.group(2)):
+        return None
+    if m.group(1):
+        start = int(m.group(1))
+        end = int(m.group(2)) if m.group(2) else size - 1
+    else:
+        length = int(m.group(2))
+        if length == 0:
+            return "unsatisfiable"
+        start, end = max(0, size - length), size - 1
+    if start >= size or start > end:
+        return "unsatisfiable"
+    return start, min(end, size - 1)
+
+
+def _iter_stream(stream: BinaryIO, start: int, length: int) -> Iterator[bytes]:
+    try:
+        if start:
+            stream.seek(start)
+        remaining = length
+        while remaining > 0:
+            chunk = stream.read(min(STREAM_CHUNK, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            yield chunk
+    finally:
+        stream.close()

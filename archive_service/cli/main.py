@@ -1,0 +1,141 @@
+"""`archive-service` command line: serve the API, administer tenants, and the client commands
+(ingest, get, verify) for platforms and archivists.
+
+ArchiveError becomes a clear message and an exit code here: 2 bad input, 3 unavailable,
+4 authentication or permission, 1 a negative outcome (rejected transfer, failed check).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from archive_service.cli import remote, verify
+from archive_service.config import get_settings
+from archive_service.errors import (
+    ArchiveError,
+    Forbidden,
+    InvalidInput,
+    NotAuthenticated,
+    Unavailable,
+)
+
+app = typer.Typer(
+    name="archive-service",
+    help="Archivage électronique des dossiers de marchés publics (SEDA 2.3, RFC 3161).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+admin_app = typer.Typer(
+    help="Administration: tenants, organizations, API keys.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+app.add_typer(db_app, name="db")
+err = Console(stderr=True)
+
+
+def exit_code_for(exc: ArchiveError) -> int:
+    if isinstance(exc, (NotAuthenticated, Forbidden)):
+        return 4
+    if isinstance(exc, InvalidInput):
+        return 2
+    if isinstance(exc, Unavailable):
+        return 3
+    return 1
+
+
+def fail(exc: ArchiveError) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {exc.message}")
+    for issue in exc.issues:
+        where = f" [dim]({issue.location})[/]" if issue.location else ""
+        err.print(f"  - {issue.code}: {issue.message}{where}")
+    return typer.Exit(exit_code_for(exc))
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+) -> None:
+    """Start the HTTP API with the configured defaults (migrations are applied at start)."""
+    import uvicorn
+
+    from archive_service.api.app import create_app
+
+    settings = get_settings()
+    try:
+        api = create_app(settings)
+    except ArchiveError as exc:
+        raise fail(exc) from None
+    uvicorn.run(api, host=host or settings.host, port=port or settings.port, log_level="info")
+
+
+@admin_app.command("bootstrap")
+def bootstrap(
+    tenant: Annotated[str, typer.Option(help="Tenant name (the operating GIP).")],
+    org: Annotated[list[str], typer.Option(help="Buyer as SIRET:NAME; repeat for several.")] = [],  # noqa: B006 - typer needs a list default
+    archival_agency: Annotated[
+        str | None, typer.Option(help="SEDA ArchivalAgency identifier (default: tenant name).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Create a tenant and its organizations, and print one new API key per role."""
+    from archive_service.wiring import build_services
+
+    settings = get_settings()
+    try:
+        services = build_services(settings)
+        try:
+            result = services.tenancy.bootstrap(tenant, org, archival_agency=archival_agency)
+        finally:
+            services.close()
+    except ArchiveError as exc:
+        raise fail(exc) from None
+    if as_json:
+        json.dump(
+            {
+                "tenant": {"id": result.tenant_id, "name": result.tenant_name},
+                "organizations": [
+                    {"id": o.id, "siret": o.siret, "name": o.name} for o in result.organizations
+                ],
+                "keys": {
+                    k.role.value: {"client_id": k.client_id, "key": k.key} for k in result.keys
+                },
+            },
+            sys.stdout,
+            indent=2,
+        )
+        sys.stdout.write("\n")
+        return
+    out = Console()
+    out.print(f"Tenant [bold]{result.tenant_name}[/] ({result.tenant_id})")
+    for o in result.organizations:
+        out.print(f"  organization {o.siret} {o.name} ({o.id})")
+    table = Table("role", "client", "API key (shown once)")
+    for k in result.keys:
+        table.add_row(k.role.value, k.client_id, k.key)
+    out.print(table)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the Alembic migrations to the configured database."""
+    from archive_service.db.migrate import upgrade
+    from archive_service.db.uow import make_engine
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    upgrade(engine)
+    engine.dispose()
+    err.print("database schema is up to date")
+
+
+remote.register(app)
+verify.register(app)

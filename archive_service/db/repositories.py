@@ -1,0 +1,435 @@
+"""SQLAlchemy repositories: they implement the persistence ports and map rows to records.
+
+Every read that takes a ``tenant_id`` filters on it, so an id from another tenant is simply
+not found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from archive_service.db import tables as t
+from archive_service.ports import (
+    ClientRecord,
+    CopyRecord,
+    LogEvent,
+    ObjectRecord,
+    OrganizationRecord,
+    PackageRecord,
+    Role,
+    TenantRecord,
+    TransferFileRecord,
+    TransferRecord,
+    TransferStatus,
+    UnitRecord,
+)
+
+
+class SqlTenancyRepository:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add_tenant(self, tenant: TenantRecord, *, at: datetime) -> None:
+        self._s.add(
+            t.Tenant(
+                id=tenant.id,
+                name=tenant.name,
+                archival_agency_identifier=tenant.archival_agency_identifier,
+                created_at=at,
+            )
+        )
+        self._s.flush()
+
+    def _tenant(self, row: t.Tenant | None) -> TenantRecord | None:
+        if row is None:
+            return None
+        return TenantRecord(
+            id=row.id, name=row.name, archival_agency_identifier=row.archival_agency_identifier
+        )
+
+    def tenant_by_name(self, name: str) -> TenantRecord | None:
+        return self._tenant(self._s.scalar(select(t.Tenant).where(t.Tenant.name == name)))
+
+    def get_tenant(self, tenant_id: str) -> TenantRecord | None:
+        return self._tenant(self._s.get(t.Tenant, tenant_id))
+
+    def add_organization(self, org: OrganizationRecord, *, at: datetime) -> None:
+        self._s.add(
+            t.Organization(
+                id=org.id, tenant_id=org.tenant_id, siret=org.siret, name=org.name, created_at=at
+            )
+        )
+        self._s.flush()
+
+    def organization_by_siret(self, tenant_id: str, siret: str) -> OrganizationRecord | None:
+        row = self._s.scalar(
+            select(t.Organization).where(
+                t.Organization.tenant_id == tenant_id, t.Organization.siret == siret
+            )
+        )
+        if row is None:
+            return None
+        return OrganizationRecord(
+            id=row.id, tenant_id=row.tenant_id, siret=row.siret, name=row.name
+        )
+
+    def add_client(self, client: ClientRecord, *, at: datetime) -> None:
+        self._s.add(
+            t.Client(
+                id=client.id,
+                tenant_id=client.tenant_id,
+                name=client.name,
+                role=client.role.value,
+                key_id=client.key_id,
+                key_hash=client.key_hash,
+                created_at=at,
+            )
+        )
+        self._s.flush()
+        for org_id in sorted(client.organization_ids):
+            self._s.add(t.ClientOrganization(client_id=client.id, organization_id=org_id))
+        self._s.flush()
+
+    def client_by_key_id(self, key_id: str) -> ClientRecord | None:
+        row = self._s.scalar(select(t.Client).where(t.Client.key_id == key_id))
+        if row is None:
+            return None
+        orgs = self._s.scalars(
+            select(t.ClientOrganization.organization_id).where(
+                t.ClientOrganization.client_id == row.id
+            )
+        ).all()
+        return ClientRecord(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            name=row.name,
+            role=Role(row.role),
+            key_id=row.key_id,
+            key_hash=row.key_hash,
+            organization_ids=frozenset(orgs),
+            revoked=row.revoked_at is not None,
+        )
+
+
+class SqlTransferRepository:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add(self, transfer: TransferRecord) -> None:
+        self._s.add(
+            t.Transfer(
+                id=transfer.id,
+                tenant_id=transfer.tenant_id,
+                client_id=transfer.client_id,
+                organization_id=transfer.organization_id,
+                message_identifier=transfer.message_identifier,
+                content_digest=transfer.content_digest,
+                status=transfer.status.value,
+                reasons=list(transfer.reasons),
+                metadata_json=transfer.metadata,
+                staging_dir=transfer.staging_dir,
+                package_id=transfer.package_id,
+                archive_unit_id=transfer.archive_unit_id,
+                attempts=transfer.attempts,
+                created_at=transfer.created_at,
+                updated_at=transfer.updated_at,
+            )
+        )
+        self._s.flush()
+        for f in transfer.files:
+            self._s.add(
+                t.TransferFile(
+                    transfer_id=transfer.id,
+                    path=f.path,
+                    staged_name=f.staged_name,
+                    object_id=f.object_id,
+                    size=f.size,
+                    sha256=f.sha256,
+                    sha512=f.sha512,
+                    declared_mime=f.declared_mime,
+                )
+            )
+        self._s.flush()
+
+    def _record(self, row: t.Transfer | None) -> TransferRecord | None:
+        if row is None:
+            return None
+        files = self._s.scalars(
+            select(t.TransferFile)
+            .where(t.TransferFile.transfer_id == row.id)
+            .order_by(t.TransferFile.path)
+        ).all()
+        return TransferRecord(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            client_id=row.client_id,
+            organization_id=row.organization_id,
+            message_identifier=row.message_identifier,
+            content_digest=row.content_digest,
+            status=TransferStatus(row.status),
+            metadata=row.metadata_json,
+            staging_dir=row.staging_dir,
+            package_id=row.package_id or "",
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            reasons=tuple(row.reasons or ()),
+            archive_unit_id=row.archive_unit_id,
+            attempts=row.attempts,
+            files=tuple(
+                TransferFileRecord(
+                    path=f.path,
+                    staged_name=f.staged_name,
+                    object_id=f.object_id,
+                    size=f.size,
+                    sha256=f.sha256,
+                    sha512=f.sha512,
+                    declared_mime=f.declared_mime,
+                )
+                for f in files
+            ),
+        )
+
+    def get(self, tenant_id: str, transfer_id: str) -> TransferRecord | None:
+        return self._record(
+            self._s.scalar(
+                select(t.Transfer).where(
+                    t.Transfer.id == transfer_id, t.Transfer.tenant_id == tenant_id
+                )
+            )
+        )
+
+    def get_any_tenant(self, transfer_id: str) -> TransferRecord | None:
+        return self._record(self._s.get(t.Transfer, transfer_id))
+
+    def by_message(self, client_id: str, message_identifier: str) -> TransferRecord | None:
+        return self._record(
+            self._s.scalar(
+                select(t.Transfer).where(
+                    t.Transfer.client_id == client_id,
+                    t.Transfer.message_identifier == message_identifier,
+                )
+            )
+        )
+
+    def update_status(
+        self,
+        transfer_id: str,
+        status: TransferStatus,
+        *,
+        at: datetime,
+        reasons: Sequence[dict[str, str]] = (),
+        archive_unit_id: str | None = None,
+        attempts: int | None = None,
+    ) -> None:
+        row = self._s.get(t.Transfer, transfer_id)
+        if row is None:
+            msg = f"transfer {transfer_id} vanished"
+            raise LookupError(msg)
+        row.status = status.value
+        row.reasons = list(reasons)
+        row.updated_at = at
+        if archive_unit_id is not None:
+            row.archive_unit_id = archive_unit_id
+        if attempts is not None:
+            row.attempts = attempts
+        self._s.flush()
+
+    def unfinished(self) -> list[str]:
+        return list(
+            self._s.scalars(
+                select(t.Transfer.id)
+                .where(
+                    t.Transfer.status.in_(
+                        [TransferStatus.RECEIVED.value, TransferStatus.PROCESSING.value]
+                    )
+                )
+                .order_by(t.Transfer.created_at)
+            ).all()
+        )
+
+
+def _unit(row: t.ArchiveUnit) -> UnitRecord:
+    return UnitRecord(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        package_id=row.package_id,
+        root_id=row.root_id,
+        parent_id=row.parent_id,
+        position=row.position,
+        level=row.level,
+        title=row.title,
+        category=row.category,
+        content=row.content,
+        appraisal=row.appraisal,
+        access=row.access,
+        created_at=row.created_at,
+        organization_siret=row.organization_siret,
+        cpv=row.cpv,
+        notification_date=row.notification_date,
+    )
+
+
+def _object(row: t.DataObject) -> ObjectRecord:
+    return ObjectRecord(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        package_id=row.package_id,
+        archive_unit_id=row.archive_unit_id,
+        path=row.path,
+        uri=row.uri,
+        size=row.size,
+        sha256=row.sha256,
+        sha512=row.sha512,
+        mime_type=row.mime_type,
+        storage_key=row.storage_key,
+        puid=row.puid,
+        format_name=row.format_name,
+        format_version=row.format_version,
+        declared_mime=row.declared_mime,
+    )
+
+
+def _fields(record: Any) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in record.__slots__}
+
+
+class SqlArchiveRepository:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add_package(self, package: PackageRecord) -> None:
+        self._s.add(t.Package(**_fields(package)))
+        self._s.flush()
+
+    def add_units(self, units: Sequence[UnitRecord]) -> None:
+        self._s.add_all([t.ArchiveUnit(**_fields(u)) for u in units])
+        self._s.flush()
+
+    def add_objects(self, objects: Sequence[ObjectRecord]) -> None:
+        self._s.add_all([t.DataObject(**_fields(o)) for o in objects])
+        self._s.flush()
+
+    def add_copies(self, copies: Sequence[CopyRecord]) -> None:
+        self._s.add_all([t.StoredCopy(**_fields(c)) for c in copies])
+        self._s.flush()
+
+    def get_package(self, tenant_id: str, package_id: str) -> PackageRecord | None:
+        row = self._s.scalar(
+            select(t.Package).where(t.Package.id == package_id, t.Package.tenant_id == tenant_id)
+        )
+        if row is None:
+            return None
+        return PackageRecord(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            transfer_id=row.transfer_id,
+            root_unit_id=row.root_unit_id,
+            seda_version=row.seda_version,
+            manifest_key=row.manifest_key,
+            manifest_sha256=row.manifest_sha256,
+            manifest_size=row.manifest_size,
+            timestamp_key=row.timestamp_key,
+            timestamp_gen_time=row.timestamp_gen_time,
+            created_at=row.created_at,
+        )
+
+    def get_unit(self, tenant_id: str, unit_id: str) -> UnitRecord | None:
+        row = self._s.scalar(
+            select(t.ArchiveUnit).where(
+                t.ArchiveUnit.id == unit_id, t.ArchiveUnit.tenant_id == tenant_id
+            )
+        )
+        return None if row is None else _unit(row)
+
+    def units_of_root(self, tenant_id: str, root_id: str) -> list[UnitRecord]:
+        rows = self._s.scalars(
+            select(t.ArchiveUnit)
+            .where(t.ArchiveUnit.tenant_id == tenant_id, t.ArchiveUnit.root_id == root_id)
+            .order_by(t.ArchiveUnit.position)
+        ).all()
+        return [_unit(r) for r in rows]
+
+    def objects_of_root(self, tenant_id: str, root_id: str) -> list[ObjectRecord]:
+        unit_ids = select(t.ArchiveUnit.id).where(
+            t.ArchiveUnit.tenant_id == tenant_id, t.ArchiveUnit.root_id == root_id
+        )
+        rows = self._s.scalars(
+            select(t.DataObject)
+            .where(t.DataObject.tenant_id == tenant_id, t.DataObject.archive_unit_id.in_(unit_ids))
+            .order_by(t.DataObject.path)
+        ).all()
+        return [_object(r) for r in rows]
+
+    def get_object(self, tenant_id: str, object_id: str) -> ObjectRecord | None:
+        row = self._s.scalar(
+            select(t.DataObject).where(
+                t.DataObject.id == object_id, t.DataObject.tenant_id == tenant_id
+            )
+        )
+        return None if row is None else _object(row)
+
+    def copies_of_package(self, tenant_id: str, package_id: str) -> list[CopyRecord]:
+        rows = self._s.scalars(
+            select(t.StoredCopy)
+            .where(t.StoredCopy.tenant_id == tenant_id, t.StoredCopy.package_id == package_id)
+            .order_by(t.StoredCopy.id)
+        ).all()
+        return [
+            CopyRecord(
+                tenant_id=r.tenant_id,
+                package_id=r.package_id,
+                kind=r.kind,
+                offer=r.offer,
+                key=r.key,
+                size=r.size,
+                sha256=r.sha256,
+                stored_at=r.stored_at,
+                version_id=r.version_id,
+            )
+            for r in rows
+        ]
+
+
+class SqlLogbookRepository:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def append(self, event: LogEvent) -> int:
+        row = t.LogbookEntry(
+            tenant_id=event.tenant_id,
+            at=event.at,
+            event_type=event.event_type,
+            outcome=event.outcome,
+            actor=event.actor,
+            subject_type=event.subject_type,
+            subject_id=event.subject_id,
+            details=event.details,
+        )
+        self._s.add(row)
+        self._s.flush()
+        return row.id
+
+    def for_subject(self, tenant_id: str, subject_id: str) -> list[LogEvent]:
+        rows = self._s.scalars(
+            select(t.LogbookEntry)
+            .where(t.LogbookEntry.tenant_id == tenant_id, t.LogbookEntry.subject_id == subject_id)
+            .order_by(t.LogbookEntry.id)
+        ).all()
+        return [
+            LogEvent(
+                tenant_id=r.tenant_id,
+                at=r.at,
+                event_type=r.event_type,
+                outcome=r.outcome,
+                subject_type=r.subject_type,
+                subject_id=r.subject_id,
+                actor=r.actor,
+                details=r.details,
+            )
+            for r in rows
+        ]

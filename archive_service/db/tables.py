@@ -1,0 +1,230 @@
+"""SQLAlchemy 2 tables. ORM rows never leave ``db/``: repositories map them to core values.
+
+Every row that belongs to a tenant carries ``tenant_id`` and every query filters on it.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Stores aware UTC datetimes; SQLite drops the offset, so it is restored on read."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            msg = "naive datetime refused; use timezone-aware UTC"
+            raise ValueError(msg)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        from datetime import UTC
+
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    archival_agency_identifier: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Organization(Base):
+    """A buyer (service producteur), identified by SIRET within a tenant."""
+
+    __tablename__ = "organizations"
+    __table_args__ = (UniqueConstraint("tenant_id", "siret"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    siret: Mapped[str] = mapped_column(String(14))
+    name: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Client(Base):
+    """An API caller (service versant or staff); only a hash of its key is stored."""
+
+    __tablename__ = "clients"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    key_id: Mapped[str] = mapped_column(String(40), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class ClientOrganization(Base):
+    """Organizations a platform client may transfer for."""
+
+    __tablename__ = "client_organizations"
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id"), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
+
+
+class Transfer(Base):
+    """One incoming transfer (bordereau de versement) and its processing state."""
+
+    __tablename__ = "transfers"
+    __table_args__ = (UniqueConstraint("client_id", "message_identifier"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id"), index=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
+    message_identifier: Mapped[str] = mapped_column(String(200))
+    content_digest: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    reasons: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    metadata_json: Mapped[dict[str, Any]] = mapped_column(JSON)
+    staging_dir: Mapped[str] = mapped_column(Text)
+    archive_unit_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    package_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class TransferFile(Base):
+    """A file received with a transfer, as staged and fingerprinted on arrival."""
+
+    __tablename__ = "transfer_files"
+    transfer_id: Mapped[str] = mapped_column(ForeignKey("transfers.id"), primary_key=True)
+    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    staged_name: Mapped[str] = mapped_column(String(100))
+    object_id: Mapped[str] = mapped_column(String(40))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    sha512: Mapped[str] = mapped_column(String(128))
+    declared_mime: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class Package(Base):
+    """An archived package (AIP): manifest, timestamp token and objects, in every offer."""
+
+    __tablename__ = "packages"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    transfer_id: Mapped[str] = mapped_column(ForeignKey("transfers.id"), unique=True)
+    root_unit_id: Mapped[str] = mapped_column(String(40), index=True)
+    seda_version: Mapped[str] = mapped_column(String(8))
+    manifest_key: Mapped[str] = mapped_column(String(400))
+    manifest_sha256: Mapped[str] = mapped_column(String(64))
+    manifest_size: Mapped[int] = mapped_column(BigInteger)
+    timestamp_key: Mapped[str] = mapped_column(String(400))
+    timestamp_gen_time: Mapped[datetime] = mapped_column(UtcDateTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class ArchiveUnit(Base):
+    """A node of a dossier tree: the dossier, a phase, or a document."""
+
+    __tablename__ = "archive_units"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    package_id: Mapped[str] = mapped_column(ForeignKey("packages.id"), index=True)
+    root_id: Mapped[str] = mapped_column(String(40), index=True)
+    parent_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    level: Mapped[str] = mapped_column(String(20))
+    title: Mapped[str] = mapped_column(Text)
+    category: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    content: Mapped[dict[str, Any]] = mapped_column(JSON)
+    appraisal: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    access: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    organization_siret: Mapped[str | None] = mapped_column(String(14), nullable=True, index=True)
+    cpv: Mapped[str | None] = mapped_column(String(12), nullable=True, index=True)
+    notification_date: Mapped[date | None] = mapped_column(Date, nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class DataObject(Base):
+    __tablename__ = "data_objects"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    package_id: Mapped[str] = mapped_column(ForeignKey("packages.id"), index=True)
+    archive_unit_id: Mapped[str] = mapped_column(String(40), index=True)
+    path: Mapped[str] = mapped_column(String(1024))
+    uri: Mapped[str] = mapped_column(String(200))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    sha512: Mapped[str] = mapped_column(String(128))
+    mime_type: Mapped[str] = mapped_column(String(200))
+    puid: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    format_name: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    format_version: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    declared_mime: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    storage_key: Mapped[str] = mapped_column(String(400))
+
+
+class StoredCopy(Base):
+    """One copy of one stored blob (object, manifest or token) in one storage offer."""
+
+    __tablename__ = "stored_copies"
+    __table_args__ = (UniqueConstraint("offer", "key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    package_id: Mapped[str] = mapped_column(ForeignKey("packages.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    offer: Mapped[str] = mapped_column(String(100))
+    key: Mapped[str] = mapped_column(String(400))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    version_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    stored_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class LogbookEntry(Base):
+    """An operation in the journal des opérations; append-only."""
+
+    __tablename__ = "logbook_entries"
+    __table_args__ = (Index("ix_logbook_subject", "tenant_id", "subject_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    event_type: Mapped[str] = mapped_column(String(80))
+    outcome: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    subject_type: Mapped[str] = mapped_column(String(40))
+    subject_id: Mapped[str] = mapped_column(String(40))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)

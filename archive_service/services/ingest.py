@@ -1,0 +1,698 @@
+"""Ingest use case: receive a procurement dossier, then turn it into a stored SEDA package.
+
+Two steps (DESIGN.md §3):
+
+* :meth:`IngestService.register` runs while the HTTP request is open. Everything that can be
+  judged from the request alone is judged here (metadata, files listed vs sent, declared
+  digests, empty files, the caller's right to transfer for the organization, replays), so bad
+  input is refused synchronously and changes nothing: no transfer row, no staged file kept.
+* :meth:`IngestService.process` runs as a job after the commit: identify formats, build the
+  ArchiveUnit tree and the SEDA manifest, validate it, timestamp it, write every blob to
+  every storage offer, read them back, and only then commit the package (the commit point).
+  A crash before the commit leaves no package; the job can run again and finds its own
+  half-written keys, which it checks and completes (keys are fixed at registration).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from archive_service.core.fingerprint import sha256_stream
+from archive_service.core.ids import new_id
+from archive_service.core.model import (
+    AccessRule,
+    AppraisalRule,
+    ArchiveUnitNode,
+    DataObject,
+    FileFingerprints,
+    Fingerprint,
+    ReplyCode,
+    TransferManifestInput,
+    TransferReplyInput,
+)
+from archive_service.core.procurement import DossierMetadata, build_dossier_tree, parse_metadata
+from archive_service.core.retention import Referential
+from archive_service.core.seda.builder import build_archive_transfer
+from archive_service.core.seda.reply import build_transfer_reply
+from archive_service.core.timestamp import verify_timestamp
+from archive_service.errors import (
+    ArchiveError,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    Issue,
+    NotFound,
+    Unavailable,
+)
+from archive_service.ports import (
+    BlobStore,
+    Caller,
+    Clock,
+    CopyRecord,
+    FormatIdentifier,
+    LogEvent,
+    ManifestValidator,
+    ObjectRecord,
+    PackageRecord,
+    Role,
+    StagedFile,
+    Staging,
+    TaskRunner,
+    TimestampAuthority,
+    TransferFileRecord,
+    TransferRecord,
+    TransferStatus,
+    UnitOfWork,
+    UnitRecord,
+)
+
+PROCESS_JOB = "process_transfer"
+TRANSFER_ROLES = frozenset({Role.PLATFORM, Role.ADMIN})
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterOutcome:
+    transfer: TransferRecord
+    replayed: bool
+
+
+def content_digest(metadata: dict[str, Any], files: Sequence[tuple[str, str]]) -> str:
+    """Identity of a transfer's content: canonical metadata JSON plus each file's SHA-256.
+
+    Used to tell a replay (same message identifier, same content) from a conflicting reuse.
+    Declared digests are dropped from the metadata first, since the files' real digests stand
+    in for them.
+    """
+    meta = json.loads(json.dumps(metadata))
+    for entry in meta.get("files", []) if isinstance(meta.get("files"), list) else []:
+        if isinstance(entry, dict):
+            entry.pop("sha256", None)
+    canonical = json.dumps(
+        {"metadata": meta, "files": sorted(files)},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def storage_prefix(tenant_id: str, package_id: str) -> str:
+    return f"tenants/{tenant_id}/packages/{package_id}"
+
+
+def rule_json(rule: AppraisalRule | AccessRule | None) -> dict[str, Any] | None:
+    if rule is None:
+        return None
+    out: dict[str, Any] = {
+        "rule_id": rule.rule_id,
+        "duration_years": rule.duration_years,
+        "start_event": rule.start_event,
+        "start_date": rule.start_date.isoformat() if rule.start_date else None,
+        "end_date": rule.end_date.isoformat() if rule.end_date else None,
+        "pending": rule.pending,
+        "label": rule.label,
+    }
+    if isinstance(rule, AppraisalRule):
+        out["final_action"] = rule.final_action.value
+        out["review"] = rule.review
+    return out
+
+
+def _date_or_none(value: object) -> date | None:
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value[:10])
+        except ValueError:
+            return None
+    return None
+
+
+class IngestService:
+    def __init__(
+        self,
+        *,
+        uow: Callable[[], UnitOfWork],
+        staging: Staging,
+        offers: Sequence[BlobStore],
+        tsa: TimestampAuthority,
+        formats: FormatIdentifier,
+        validator: ManifestValidator,
+        referential: Referential,
+        clock: Clock,
+        runner: TaskRunner,
+        seda_version: str = "2.3",
+        decp_validator: Callable[[dict[str, Any]], list[str]] | None = None,
+    ) -> None:
+        if not offers:
+            msg = "at least one storage offer is required"
+            raise ValueError(msg)
+        self._uow = uow
+        self._staging = staging
+        self._offers = tuple(offers)
+        self._tsa = tsa
+        self._formats = formats
+        self._validator = validator
+        self._referential = referential
+        self._clock = clock
+        self._runner = runner
+        self._seda_version = seda_version
+        self._decp_validator = decp_validator
+
+    # -- step 1: receive -------------------------------------------------------------------
+
+    def register(
+        self,
+        caller: Caller,
+        raw_metadata: object,
+        staging_dir: str,
+        staged: Sequence[StagedFile],
+    ) -> RegisterOutcome:
+        """Validate a received transfer and record it; the staged files become its own.
+
+        On any refusal the staging directory is discarded and nothing is written.
+        """
+        try:
+            outcome = self._register(caller, raw_metadata, staging_dir, staged)
+        except BaseException:
+            self._staging.discard(staging_dir)
+            raise
+        if outcome.replayed:
+            self._staging.discard(staging_dir)
+        else:
+            self._runner.submit(PROCESS_JOB, outcome.transfer.id)
+        return outcome
+
+    def _register(
+        self,
+        caller: Caller,
+        raw_metadata: object,
+        staging_dir: str,
+        staged: Sequence[StagedFile],
+    ) -> RegisterOutcome:
+        if caller.role not in TRANSFER_ROLES:
+            raise Forbidden(f"role {caller.role.value!r} may not transfer archives")
+        meta = parse_metadata(raw_metadata, decp_validator=self._decp_validator)
+        issues: list[Issue] = []
+        by_name: dict[str, StagedFile] = {}
+        for f in staged:
+            if f.part_name in by_name:
+                issues.append(Issue("duplicate-file", "file sent twice", f.part_name))
+            by_name[f.part_name] = f
+        listed = {entry.path for entry in meta.files}
+        for index, entry in enumerate(meta.files):
+            where = f"/files/{index}"
+            got = by_name.get(entry.path)
+            if got is None:
+                issues.append(
+                    Issue("file-missing", f"file {entry.path!r} is listed but was not sent", where)
+                )
+                continue
+            if got.fingerprints.size == 0:
+                issues.append(Issue("file-empty", f"file {entry.path!r} is empty", where))
+            if entry.sha256 is not None and entry.sha256 != got.fingerprints.sha256.digest:
+                issues.append(
+                    Issue(
+                        "digest-mismatch",
+                        f"declared sha256 {entry.sha256} but received "
+                        f"{got.fingerprints.sha256.digest}",
+                        where + "/sha256",
+                    )
+                )
+        for name in sorted(set(by_name) - listed):
+            issues.append(
+                Issue("file-not-listed", f"file {name!r} was sent but is not listed", name)
+            )
+        if issues:
+            raise InvalidInput("the transfer's files do not match its metadata", issues=issues)
+
+        digest = content_digest(
+            raw_metadata if isinstance(raw_metadata, dict) else {},
+            [(f.part_name, f.fingerprints.sha256.digest) for f in staged],
+        )
+        now = self._clock.now()
+        with self._uow() as uow:
+            org = uow.tenancy.organization_by_siret(caller.tenant_id, meta.organization)
+            if org is None or (
+                caller.role is Role.PLATFORM and org.id not in caller.organization_ids
+            ):
+                raise Forbidden(
+                    f"client {caller.name!r} may not transfer for organization {meta.organization}",
+                    issues=[Issue("organization-not-allowed", "organization", "/organization")],
+                )
+            previous = uow.transfers.by_message(caller.client_id, meta.message_identifier)
+            if previous is not None:
+                if previous.content_digest == digest:
+                    return RegisterOutcome(previous, replayed=True)
+                raise Conflict(
+                    f"message identifier {meta.message_identifier!r} was already used "
+                    "with different content",
+                    issues=[
+                        Issue(
+                            "message-identifier-reused",
+                            f"already used by transfer {previous.id}",
+                            "/message_identifier",
+                        )
+                    ],
+                )
+            transfer = TransferRecord(
+                id=new_id("tr", now),
+                tenant_id=caller.tenant_id,
+                client_id=caller.client_id,
+                organization_id=org.id,
+                message_identifier=meta.message_identifier,
+                content_digest=digest,
+                status=TransferStatus.RECEIVED,
+                metadata=raw_metadata if isinstance(raw_metadata, dict) else {},
+                staging_dir=staging_dir,
+                package_id=new_id("pkg", now),
+                created_at=now,
+                updated_at=now,
+                files=tuple(
+                    TransferFileRecord(
+                        path=entry.path,
+                        staged_name=by_name[entry.path].staged_name,
+                        object_id=new_id("obj", now),
+                        size=by_name[entry.path].fingerprints.size,
+                        sha256=by_name[entry.path].fingerprints.sha256.digest,
+                        sha512=by_name[entry.path].fingerprints.sha512.digest,
+                        declared_mime=entry.mime_type,
+                    )
+                    for entry in meta.files
+                ),
+            )
+            uow.transfers.add(transfer)
+            uow.logbook.append(
+                LogEvent(
+                    tenant_id=caller.tenant_id,
+                    at=now,
+                    event_type="transfer.received",
+                    outcome="OK",
+                    subject_type="transfer",
+                    subject_id=transfer.id,
+                    actor=caller.client_id,
+                    details={
+                        "message_identifier": meta.message_identifier,
+                        "files": len(transfer.files),
+                        "bytes": sum(f.size for f in transfer.files),
+                    },
+                )
+            )
+            uow.commit()
+        return RegisterOutcome(transfer, replayed=False)
+
+    def get_transfer(self, caller: Caller, transfer_id: str) -> TransferRecord:
+        with self._uow() as uow:
+            transfer = uow.transfers.get(caller.tenant_id, transfer_id)
+        if transfer is None or (
+            caller.role is Role.PLATFORM and transfer.client_id != caller.client_id
+        ):
+            raise NotFound(f"no transfer {transfer_id}")
+        return transfer
+
+    def transfer_reply(self, caller: Caller, transfer_id: str) -> bytes:
+        """SEDA ``ArchiveTransferReply`` for a finished transfer (acknowledgement before)."""
+        transfer = self.get_transfer(caller, transfer_id)
+        with self._uow() as uow:
+            tenant = uow.tenancy.get_tenant(transfer.tenant_id)
+        agency = tenant.archival_agency_identifier if tenant else transfer.tenant_id
+        code = {
+            TransferStatus.ACCEPTED: ReplyCode.OK,
+            TransferStatus.REJECTED: ReplyCode.KO,
+        }.get(transfer.status)
+        if code is None:
+            raise Conflict(
+                f"transfer {transfer_id} is still {transfer.status.value}; "
+                "its reply exists once it is accepted or rejected"
+            )
+        reply = TransferReplyInput(
+            message_identifier=f"ATR-{transfer.id}",
+            message_request_identifier=transfer.message_identifier,
+            date=transfer.updated_at,
+            reply_code=code,
+            archival_agency=agency,
+            transferring_agency=transfer.client_id,
+            reasons=tuple(
+                f"{r.get('code', '')}: {r.get('message', '')}"
+                + (f" ({r['location']})" if r.get("location") else "")
+                for r in transfer.reasons
+            ),
+            archive_unit_id=transfer.archive_unit_id,
+            grant_date=transfer.updated_at if code is ReplyCode.OK else None,
+        )
+        return build_transfer_reply(reply, version="2.3")
+
+    def unfinished(self) -> list[str]:
+        """Ids of transfers acknowledged but not finished (to resubmit after a restart)."""
+        with self._uow() as uow:
+            return uow.transfers.unfinished()
+
+    # -- step 2: process (a job taking the transfer id) --------------------------------------
+
+    def process(self, transfer_id: str) -> TransferStatus:
+        """Archive a registered transfer; idempotent (a finished transfer is left as it is).
+
+        Raises ``Unavailable`` when a dependency is down: the transfer stays unfinished with
+        the reason in its status, and the job is retried.
+        """
+        with self._uow() as uow:
+            transfer = uow.transfers.get_any_tenant(transfer_id)
+            if transfer is None:
+                raise NotFound(f"no transfer {transfer_id}")
+            if transfer.status in (TransferStatus.ACCEPTED, TransferStatus.REJECTED):
+                return transfer.status
+            tenant = uow.tenancy.get_tenant(transfer.tenant_id)
+            uow.transfers.update_status(
+                transfer.id,
+                TransferStatus.PROCESSING,
+                at=self._clock.now(),
+                attempts=transfer.attempts + 1,
+            )
+            uow.commit()
+        agency = tenant.archival_agency_identifier if tenant else transfer.tenant_id
+        try:
+            self._archive(transfer, agency)
+        except Unavailable as exc:
+            with self._uow() as uow:
+                uow.transfers.update_status(
+                    transfer.id,
+                    TransferStatus.PROCESSING,
+                    at=self._clock.now(),
+                    reasons=[{"code": exc.code, "message": f"waiting: {exc.message}"}],
+                )
+                uow.commit()
+            raise
+        except ArchiveError as exc:
+            self._reject(transfer, exc)
+            return TransferStatus.REJECTED
+        self._staging.discard(transfer.staging_dir)
+        return TransferStatus.ACCEPTED
+
+    def _reject(self, transfer: TransferRecord, exc: ArchiveError) -> None:
+        self._remove_written(transfer)
+        reasons = [i.as_dict() for i in exc.issues] or [{"code": exc.code, "message": exc.message}]
+        now = self._clock.now()
+        with self._uow() as uow:
+            uow.transfers.update_status(
+                transfer.id, TransferStatus.REJECTED, at=now, reasons=reasons
+            )
+            uow.logbook.append(
+                LogEvent(
+                    tenant_id=transfer.tenant_id,
+                    at=now,
+                    event_type="transfer.rejected",
+                    outcome="KO",
+                    subject_type="transfer",
+                    subject_id=transfer.id,
+                    details={"reasons": reasons},
+                )
+            )
+            uow.commit()
+        self._staging.discard(transfer.staging_dir)
+
+    def _remove_written(self, transfer: TransferRecord) -> None:
+        """Remove what a failed attempt wrote to the offers: nothing was committed for it."""
+        prefix = storage_prefix(transfer.tenant_id, transfer.package_id) + "/"
+        for offer in self._offers:
+            for key in list(offer.iter_keys(prefix)):
+                offer.delete(key)
+
+    def _archive(self, transfer: TransferRecord, agency: str) -> None:
+        meta = parse_metadata(transfer.metadata, decp_validator=None)
+        now = self._clock.now()
+        prefix = storage_prefix(transfer.tenant_id, transfer.package_id)
+        files = {f.path: f for f in transfer.files}
+
+        # 1. Identify each file and describe it as a DataObject.
+        objects: dict[str, DataObject] = {}
+        for entry in meta.files:
+            f = files[entry.path]
+            path = self._staging.path_of(transfer.staging_dir, f.staged_name)
+            fmt = self._formats.identify(
+                path, filename=entry.path.rsplit("/", 1)[-1], declared_mime=f.declared_mime
+            )
+            objects[entry.path] = DataObject(
+                id=f.object_id,
+                path=entry.path,
+                fingerprints=FileFingerprints(
+                    size=f.size,
+                    sha256=Fingerprint("sha256", f.sha256),
+                    sha512=Fingerprint("sha512", f.sha512),
+                ),
+                format=fmt,
+                uri=f"content/{f.object_id}",
+            )
+
+        # 2. The ArchiveUnit tree with its rules, then the manifest, validated before storage.
+        root = build_dossier_tree(
+            meta, objects, self._referential, new_id=lambda prefix_: new_id(prefix_, now)
+        )
+        manifest = build_archive_transfer(
+            TransferManifestInput(
+                message_identifier=transfer.message_identifier,
+                date=now,
+                archival_agency=agency,
+                transferring_agency=transfer.client_id,
+                originating_agency=meta.organization,
+                objects=tuple(objects[e.path] for e in meta.files),
+                root=root,
+                comment=meta.title,
+            ),
+            version=self._seda_version,  # type: ignore[arg-type]
+        )
+        self._validator.validate(manifest)
+        manifest_sha256 = hashlib.sha256(manifest).digest()
+
+        # 3. RFC 3161 token over SHA-256 of the manifest bytes, verified before we rely on it.
+        token = self._tsa.timestamp(manifest_sha256, hash_algorithm="sha256")
+        info = verify_timestamp(
+            token, digest=manifest_sha256, chain_pem=self._tsa.certificate_chain_pem()
+        )
+
+        # 4. Every blob to every offer under write-once keys, then read back and compare.
+        blobs: list[tuple[str, str, Path | bytes, str]] = []
+        for entry in meta.files:
+            obj = objects[entry.path]
+            blobs.append(
+                (
+                    "object",
+                    f"{prefix}/{obj.uri}",
+                    self._staging.path_of(transfer.staging_dir, files[entry.path].staged_name),
+                    obj.fingerprints.sha256.digest,
+                )
+            )
+        blobs.append(("manifest", f"{prefix}/manifest.xml", manifest, manifest_sha256.hex()))
+        blobs.append(
+            ("timestamp", f"{prefix}/manifest.tsr", token, hashlib.sha256(token).hexdigest())
+        )
+        copies: list[CopyRecord] = []
+        for offer in self._offers:
+            for kind, key, source, sha in blobs:
+                stored = self._put(offer, key, source, sha)
+                copies.append(
+                    CopyRecord(
+                        tenant_id=transfer.tenant_id,
+                        package_id=transfer.package_id,
+                        kind=kind,
+                        offer=offer.name,
+                        key=key,
+                        size=stored[0],
+                        sha256=sha,
+                        stored_at=self._clock.now(),
+                        version_id=stored[1],
+                    )
+                )
+
+        # 5. The commit point: the package exists once this transaction commits.
+        self._commit_package(transfer, meta, root, objects, manifest, token, info.gen_time, copies)
+
+    def _put(
+        self, offer: BlobStore, key: str, source: Path | bytes, sha256: str
+    ) -> tuple[int, str | None]:
+        """Write one blob (or accept an identical one left by an earlier attempt), read it
+        back, and compare its SHA-256 with what we meant to store."""
+        existing = offer.stat(key)
+        if existing is not None:
+            if existing.sha256 != sha256:
+                # Left by an interrupted attempt with other bytes (e.g. a manifest rebuilt
+                # with a later date); nothing references it yet.
+                offer.delete(key)
+                existing = None
+        if existing is None:
+            try:
+                if isinstance(source, Path):
+                    offer.put_file(key, source, sha256=sha256)
+                else:
+                    offer.put_bytes(key, source)
+            except Conflict:
+                pass
+        with offer.open(key) as stream:
+            size, found = sha256_stream(stream)
+        if found != sha256:
+            raise Unavailable(
+                f"offer {offer.name}: read-back of {key} gave sha256 {found}, expected {sha256}"
+            )
+        stat = offer.stat(key)
+        return size, stat.version_id if stat else None
+
+    def _commit_package(
+        self,
+        transfer: TransferRecord,
+        meta: DossierMetadata,
+        root: ArchiveUnitNode,
+        objects: dict[str, DataObject],
+        manifest: bytes,
+        token: bytes,
+        gen_time: datetime,
+        copies: list[CopyRecord],
+    ) -> None:
+        now = self._clock.now()
+        prefix = storage_prefix(transfer.tenant_id, transfer.package_id)
+        decp = meta.decp or {}
+        cpv = decp.get("codeCPV") if isinstance(decp.get("codeCPV"), str) else None
+        notified = _date_or_none(meta.events.get("notification"))
+        units: list[UnitRecord] = []
+        object_unit: dict[str, str] = {}
+
+        def visit(node: ArchiveUnitNode, parent: str | None) -> None:
+            d = node.description
+            units.append(
+                UnitRecord(
+                    id=node.id,
+                    tenant_id=transfer.tenant_id,
+                    package_id=transfer.package_id,
+                    root_id=root.id,
+                    parent_id=parent,
+                    position=len(units),
+                    level=d.level.value,
+                    title=d.title,
+                    category=node.category,
+                    content={
+                        "description": d.description,
+                        "document_type": d.document_type,
+                        "keywords": [
+                            {"content": k.content, "type": k.type, "reference": k.reference}
+                            for k in d.keywords
+                        ],
+                        "originating_agency": d.originating_agency,
+                        "originating_system_ids": list(d.originating_system_ids),
+                        "start_date": d.start_date.isoformat() if d.start_date else None,
+                        "end_date": d.end_date.isoformat() if d.end_date else None,
+                        "extension": dict(d.extension),
+                    },
+                    appraisal=rule_json(node.appraisal),
+                    access=rule_json(node.access),
+                    created_at=now,
+                    organization_siret=meta.organization,
+                    cpv=cpv,
+                    notification_date=notified,
+                )
+            )
+            for ref in node.data_object_ids:
+                object_unit[ref] = node.id
+            for child in node.children:
+                visit(child, node.id)
+
+        visit(root, None)
+        object_records = [
+            ObjectRecord(
+                id=o.id,
+                tenant_id=transfer.tenant_id,
+                package_id=transfer.package_id,
+                archive_unit_id=object_unit.get(o.id, root.id),
+                path=o.path,
+                uri=o.uri,
+                size=o.size,
+                sha256=o.fingerprints.sha256.digest,
+                sha512=o.fingerprints.sha512.digest,
+                mime_type=o.format.mime_type,
+                storage_key=f"{prefix}/{o.uri}",
+                puid=o.format.puid,
+                format_name=o.format.format_name,
+                format_version=o.format.format_version,
+                declared_mime=o.format.declared_mime,
+            )
+            for o in objects.values()
+        ]
+        with self._uow() as uow:
+            current = uow.transfers.get_any_tenant(transfer.id)
+            if current is not None and current.status is TransferStatus.ACCEPTED:
+                return
+            uow.archive.add_package(
+                PackageRecord(
+                    id=transfer.package_id,
+                    tenant_id=transfer.tenant_id,
+                    transfer_id=transfer.id,
+                    root_unit_id=root.id,
+                    seda_version=self._seda_version,
+                    manifest_key=f"{prefix}/manifest.xml",
+                    manifest_sha256=hashlib.sha256(manifest).hexdigest(),
+                    manifest_size=len(manifest),
+                    timestamp_key=f"{prefix}/manifest.tsr",
+                    timestamp_gen_time=gen_time,
+                    created_at=now,
+                )
+            )
+            uow.archive.add_units(units)
+            uow.archive.add_objects(object_records)
+            uow.archive.add_copies(copies)
+            for copy in copies:
+                uow.logbook.append(
+                    LogEvent(
+                        tenant_id=transfer.tenant_id,
+                        at=copy.stored_at,
+                        event_type=f"{copy.kind}.stored",
+                        outcome="OK",
+                        subject_type="package",
+                        subject_id=transfer.package_id,
+                        details={"offer": copy.offer, "key": copy.key, "sha256": copy.sha256},
+                    )
+                )
+            uow.logbook.append(
+                LogEvent(
+                    tenant_id=transfer.tenant_id,
+                    at=now,
+                    event_type="package.timestamped",
+                    outcome="OK",
+                    subject_type="package",
+                    subject_id=transfer.package_id,
+                    details={
+                        "gen_time": gen_time.isoformat(),
+                        "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
+                        "token_sha256": hashlib.sha256(token).hexdigest(),
+                    },
+                )
+            )
+            uow.logbook.append(
+                LogEvent(
+                    tenant_id=transfer.tenant_id,
+                    at=now,
+                    event_type="transfer.accepted",
+                    outcome="OK",
+                    subject_type="archive_unit",
+                    subject_id=root.id,
+                    details={"transfer_id": transfer.id, "package_id": transfer.package_id},
+                )
+            )
+            uow.transfers.update_status(
+                transfer.id, TransferStatus.ACCEPTED, at=now, archive_unit_id=root.id
+            )
+            # Indexing rides in the same transaction on SQLite; it can be rebuilt any time.
+            root_record = units[0]
+            uow.search.index_unit(
+                root_record,
+                body=" ".join(
+                    filter(None, [meta.description, str(decp.get("objet") or ""), cpv or ""])
+                ),
+                keywords=" ".join(
+                    [k.content for k in root.description.keywords] + [u.title for u in units[1:]]
+                ),
+            )
+            uow.commit()

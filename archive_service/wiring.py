@@ -1,0 +1,168 @@
+"""The one composition root: settings → adapters → services.
+
+This is the only module that chooses implementations. Nothing is created at import time;
+entry points call :func:`build_services` once and close what it returns when they stop.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from archive_service.config import Settings
+from archive_service.core.retention import Referential
+from archive_service.core.seda.validate import SedaValidator
+from archive_service.db.migrate import upgrade
+from archive_service.db.uow import make_engine, uow_factory
+from archive_service.errors import ConfigurationError
+from archive_service.formats.identify import MagicSiegfriedIdentifier
+from archive_service.jobs.inprocess import InProcessRunner
+from archive_service.ports import BlobStore, TimestampAuthority
+from archive_service.search.sqlite_fts import SqliteFtsIndex
+from archive_service.services.ingest import PROCESS_JOB, IngestService
+from archive_service.services.retrieval import RetrievalService
+from archive_service.services.tenancy import TenancyService
+from archive_service.storage.local import LocalDirectoryStore
+from archive_service.storage.staging import LocalStaging
+from archive_service.tsa.builtin import BuiltinTimestampAuthority
+from archive_service.tsa.http import HttpTimestampAuthority
+
+PROFILE_DIR = Path(__file__).resolve().parent.parent / "seda_schemas"
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    tenancy: TenancyService
+    ingest: IngestService
+    retrieval: RetrievalService
+    tsa: TimestampAuthority
+    offers: tuple[BlobStore, ...]
+    staging: LocalStaging
+    runner: InProcessRunner
+    validator: SedaValidator
+
+    def close(self) -> None:
+        self.runner.shutdown()
+        self.engine.dispose()
+
+
+def load_referential() -> Referential:
+    text = resources.files("archive_service.data").joinpath("retention_referential.json")
+    return Referential.from_json(text.read_text(encoding="utf-8"))
+
+
+def decp_validator(schema_path: Path | None) -> Any:
+    """A callable checking a DECP ``marche`` against the official JSON schema, if installed."""
+    if schema_path is None:
+        return None
+    if not schema_path.is_file():
+        raise ConfigurationError(f"DECP schema not found at {schema_path}")
+    import jsonschema
+
+    schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    marche = {**schema["definitions"]["marche"], "definitions": schema["definitions"]}
+    validator = jsonschema.Draft7Validator(marche)
+
+    def check(decp: dict[str, Any]) -> list[str]:
+        return [
+            f"{'/'.join(str(p) for p in e.absolute_path) or '(racine)'}: {e.message}"
+            for e in sorted(validator.iter_errors(decp), key=lambda e: list(e.absolute_path))
+        ]
+
+    return check
+
+
+def build_tsa(settings: Settings, clock: SystemClock) -> TimestampAuthority:
+    if settings.tsa_url:
+        if settings.tsa_ca_file is None:
+            raise ConfigurationError("ARCHIVE_TSA_URL needs ARCHIVE_TSA_CA_FILE (its chain)")
+        return HttpTimestampAuthority(
+            settings.tsa_url,
+            chain_pem=settings.tsa_ca_file.read_bytes(),
+            timeout=settings.tsa_timeout_seconds,
+        )
+    return BuiltinTimestampAuthority(settings.tsa_dir, clock=clock)
+
+
+def check_production(settings: Settings) -> None:
+    if settings.environment != "production" or settings.allow_dev_defaults:
+        return
+    problems = []
+    if not settings.tsa_url:
+        problems.append("the built-in TSA (set ARCHIVE_TSA_URL)")
+    problems.append("local-directory storage (S3 offers arrive in a later step)")
+    if settings.api_key_pepper.get_secret_value() == "dev-pepper-change-me":
+        problems.append("the default ARCHIVE_API_KEY_PEPPER")
+    raise ConfigurationError(
+        "production mode refuses development defaults: "
+        + "; ".join(problems)
+        + " (ARCHIVE_ALLOW_DEV_DEFAULTS=true overrides)"
+    )
+
+
+def build_services(settings: Settings, *, migrate: bool = True) -> Services:
+    check_production(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    clock = SystemClock()
+    engine = make_engine(settings.resolved_database_url)
+    if migrate:
+        upgrade(engine)
+    uow = uow_factory(engine, SqliteFtsIndex)
+    offers: tuple[BlobStore, ...] = (LocalDirectoryStore("local", settings.resolved_storage_dir),)
+    staging = LocalStaging(
+        settings.resolved_staging_dir,
+        max_file_size=settings.max_file_size,
+        max_files=settings.max_files_per_transfer,
+    )
+    runner = InProcessRunner(workers=settings.inprocess_workers)
+    validator = SedaValidator(settings.seda_xsd_dir, PROFILE_DIR)
+    tsa = build_tsa(settings, clock)
+    ingest = IngestService(
+        uow=uow,
+        staging=staging,
+        offers=offers,
+        tsa=tsa,
+        formats=MagicSiegfriedIdentifier(),
+        validator=validator,
+        referential=load_referential(),
+        clock=clock,
+        runner=runner,
+        seda_version=settings.seda_version,
+        decp_validator=decp_validator(settings.decp_schema_path),
+    )
+    runner.register(PROCESS_JOB, ingest.process)
+    return Services(
+        settings=settings,
+        engine=engine,
+        tenancy=TenancyService(
+            uow=uow, clock=clock, pepper=settings.api_key_pepper.get_secret_value().encode()
+        ),
+        ingest=ingest,
+        retrieval=RetrievalService(uow=uow, offers=offers, clock=clock),
+        tsa=tsa,
+        offers=offers,
+        staging=staging,
+        runner=runner,
+        validator=validator,
+    )
+
+
+def resume_unfinished(services: Services) -> int:
+    """Resubmit transfers a previous run acknowledged but did not finish."""
+    pending = services.ingest.unfinished()
+    for transfer_id in pending:
+        services.runner.submit(PROCESS_JOB, transfer_id)
+    return len(pending)
