@@ -90,6 +90,10 @@ class FormatInfo:
         return self.declared_mime is not None and self.declared_mime != self.mime_type
 
 
+#: Start event of a rule that runs from nothing (freely communicable, for instance).
+NO_START_EVENT = "none"
+
+
 class FinalAction(StrEnum):
     """SEDA ``FinalActionAppraisalCodeType``: only Keep or Destroy exist."""
 
@@ -155,12 +159,12 @@ class AccessRule:
 
     @property
     def pending(self) -> bool:
-        return self.start_date is None and self.duration_years > 0
+        """True while the start event has not happened (e.g. communicable after signature)."""
+        return self.start_date is None and self.start_event != NO_START_EVENT
 
     @property
     def end_date(self) -> date | None:
-        if self.duration_years == 0:
-            return None
+        """When the unit becomes communicable; ``None`` if freely so or still pending."""
         if self.start_date is None:
             return None
         return add_years(self.start_date, self.duration_years)

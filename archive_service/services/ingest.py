@@ -36,7 +36,12 @@ from archive_service.core.model import (
     TransferManifestInput,
     TransferReplyInput,
 )
-from archive_service.core.procurement import DossierMetadata, build_dossier_tree, parse_metadata
+from archive_service.core.procurement import (
+    DossierMetadata,
+    build_dossier_tree,
+    normalize_path,
+    parse_metadata,
+)
 from archive_service.core.retention import Referential
 from archive_service.core.seda.builder import build_archive_transfer
 from archive_service.core.seda.reply import build_transfer_reply
@@ -202,14 +207,16 @@ class IngestService:
         meta = parse_metadata(raw_metadata, decp_validator=self._decp_validator)
         issues: list[Issue] = []
         by_name: dict[str, StagedFile] = {}
+        # Part names and listed paths are compared in NFC, as duplicates are detected.
         for f in staged:
-            if f.part_name in by_name:
+            name = normalize_path(f.part_name)
+            if name in by_name:
                 issues.append(Issue("duplicate-file", "file sent twice", f.part_name))
-            by_name[f.part_name] = f
-        listed = {entry.path for entry in meta.files}
+            by_name[name] = f
+        listed = {normalize_path(entry.path) for entry in meta.files}
         for index, entry in enumerate(meta.files):
             where = f"/files/{index}"
-            got = by_name.get(entry.path)
+            got = by_name.get(normalize_path(entry.path))
             if got is None:
                 issues.append(
                     Issue("file-missing", f"file {entry.path!r} is listed but was not sent", where)
@@ -278,11 +285,11 @@ class IngestService:
                 files=tuple(
                     TransferFileRecord(
                         path=entry.path,
-                        staged_name=by_name[entry.path].staged_name,
+                        staged_name=by_name[normalize_path(entry.path)].staged_name,
                         object_id=new_id("obj", now),
-                        size=by_name[entry.path].fingerprints.size,
-                        sha256=by_name[entry.path].fingerprints.sha256.digest,
-                        sha512=by_name[entry.path].fingerprints.sha512.digest,
+                        size=by_name[normalize_path(entry.path)].fingerprints.size,
+                        sha256=by_name[normalize_path(entry.path)].fingerprints.sha256.digest,
+                        sha512=by_name[normalize_path(entry.path)].fingerprints.sha512.digest,
                         declared_mime=entry.mime_type,
                     )
                     for entry in meta.files

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from archive_service.core.ids import new_id
-from archive_service.core.procurement import siret_is_valid
+from archive_service.core.procurement import is_valid_siret
 from archive_service.errors import InvalidInput, Issue, NotAuthenticated
 from archive_service.ports import (
     Caller,
@@ -53,7 +53,7 @@ def parse_org_spec(spec: str) -> tuple[str, str]:
             f"organization {spec!r} must be given as SIRET:NAME",
             issues=[Issue("bad-organization", "expected SIRET:NAME", spec)],
         )
-    if not siret_is_valid(siret):
+    if not is_valid_siret(siret):
         raise InvalidInput(
             f"{siret!r} is not a valid SIRET (14 digits with a valid checksum)",
             issues=[Issue("invalid-siret", "invalid SIRET", spec)],

@@ -1,0 +1,350 @@
+"""A storage offer in a local directory: write-once keys, atomic publication, fsync'd.
+
+The one-machine default offer (DESIGN §5), and the reference behaviour of the ``BlobStore``
+port that the S3 offer must match (tests/integration/contracts/).
+
+Writing an object (``put_file``/``put_bytes``):
+
+1. the bytes are streamed, 1 MiB at a time, into a temporary file under ``<root>/.tmp/`` (same
+   file system as the objects), hashing them on the way;
+2. the temporary file is fsync'd, and its SHA-256 compared with the expected one: on a mismatch
+   it is removed and ``FingerprintMismatch`` is raised, so nothing is left behind;
+3. it is made read-only (0o444) and published with ``os.link`` to its key: ``link`` fails if the
+   key exists, so two writers racing for one key cannot both win and an archived object is
+   never overwritten (``Conflict``). The parent directory is fsync'd so that the new name
+   survives a crash;
+4. the digest is written to a sidecar ``<root>/.sha256/<key>`` (see below).
+
+Why a sidecar for ``stat``: ``StoredBlob.sha256`` is *the digest the offer recorded when it
+accepted the object* — what an S3 offer reports from the checksum stored with the object,
+without reading it. Recomputing it on every ``stat`` would read the whole object (gigabytes,
+for large files) just to answer "is it there, and which version is it?", e.g. when a resumed
+transfer meets an object it already wrote. Verifying the bytes is a different operation,
+done by reading them through ``open`` (audit, read-back after a write). The sidecar is written
+after the object is published, by the writer that won the ``link``; if a crash happened in
+between, ``stat`` recomputes the digest from the bytes instead (slower, still correct), and
+does not write the sidecar (an offer never repairs itself silently).
+
+Keys are relative POSIX paths (``tenants/t1/packages/pkg-…/content/obj-…``). Refused with
+``ValueError``: empty or absolute keys, backslashes, NUL, empty segments, ``.``/``..``, and any
+segment starting with a dot — which also keeps keys out of ``.tmp`` and ``.sha256``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import logging
+import os
+import stat as stat_module
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from archive_service.errors import Conflict, FingerprintMismatch, NotFound
+from archive_service.ports import StoredBlob
+
+_logger = logging.getLogger(__name__)
+
+CHUNK_SIZE = 1024 * 1024
+TEMP_DIR = ".tmp"
+DIGEST_DIR = ".sha256"
+#: Temporary files older than this are leftovers of a crashed writer.
+STALE_TEMP_SECONDS = 24 * 3600
+_HEX = frozenset("0123456789abcdef")
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` if it is an acceptable object key, else raise ``ValueError``."""
+    if not isinstance(key, str) or not key:
+        msg = "an object key must be a non-empty string"
+        raise ValueError(msg)
+    if key.startswith("/"):
+        msg = f"object key must be relative, got {key!r}"
+        raise ValueError(msg)
+    if "\\" in key or "\x00" in key:
+        msg = f"object key must not contain backslashes or NUL: {key!r}"
+        raise ValueError(msg)
+    for segment in key.split("/"):
+        if not segment:
+            msg = f"object key has an empty segment: {key!r}"
+            raise ValueError(msg)
+        if segment.startswith("."):
+            msg = f"object key segments must not start with '.' ('..', hidden names): {key!r}"
+            raise ValueError(msg)
+    return key
+
+
+def _validate_prefix(prefix: str) -> str:
+    """A listing prefix is a key prefix: the same rules, except that it may end anywhere."""
+    if prefix:
+        validate_key(prefix.rstrip("/") or "/")
+    return prefix
+
+
+def _expected_digest(sha256: str) -> str:
+    digest = sha256.lower()
+    if len(digest) != 64 or not set(digest) <= _HEX:
+        msg = "expected sha256 must be 64 hexadecimal characters"
+        raise ValueError(msg)
+    return digest
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalDirectoryStore:
+    """The ``BlobStore`` port over a directory of the local file system.
+
+    ``name`` identifies the offer in copies and logbook entries. Creating the store makes
+    ``root`` (and its ``.tmp``/``.sha256`` directories) if needed and removes stale temporary
+    files left by a crashed writer.
+    """
+
+    def __init__(self, name: str, root: Path, *, stale_temp_seconds: int = STALE_TEMP_SECONDS):
+        self.name = name
+        self.root = Path(root).resolve()
+        self._tmp = self.root / TEMP_DIR
+        self._digests = self.root / DIGEST_DIR
+        for directory in (self.root, self._tmp, self._digests):
+            directory.mkdir(parents=True, exist_ok=True)
+        self.clean_stale_temp_files(max_age_seconds=stale_temp_seconds)
+
+    # -- paths -----------------------------------------------------------------------------
+
+    def _object_path(self, key: str) -> Path:
+        return self.root.joinpath(*validate_key(key).split("/"))
+
+    def _digest_path(self, key: str) -> Path:
+        return self._digests.joinpath(*validate_key(key).split("/"))
+
+    def _make_dirs(self, directory: Path) -> None:
+        """Create ``directory`` and missing parents, fsyncing each new entry's parent."""
+        missing: list[Path] = []
+        current = directory
+        while not current.is_dir():
+            missing.append(current)
+            current = current.parent
+        for path in reversed(missing):
+            with contextlib.suppress(FileExistsError):
+                path.mkdir()
+            _fsync_dir(path.parent)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def put_file(self, key: str, path: Path, *, sha256: str) -> StoredBlob:
+        """Copy ``path`` to ``key`` if its SHA-256 is ``sha256``; refuse an existing key."""
+        expected = _expected_digest(sha256)
+        with Path(path).open("rb") as source:
+            return self._put_stream(key, source, expected)
+
+    def put_bytes(self, key: str, data: bytes) -> StoredBlob:
+        return self._put_stream(key, io.BytesIO(data), hashlib.sha256(data).hexdigest())
+
+    def _put_stream(self, key: str, source: BinaryIO, expected: str) -> StoredBlob:
+        target = self._object_path(key)
+        self._refuse_existing(key, target)  # fail fast; the link below is the guarantee
+        temp = self._tmp / f"{os.getpid()}-{uuid.uuid4().hex}.part"
+        try:
+            size, digest = self._copy_to_temp(source, temp)
+            if digest != expected:
+                raise FingerprintMismatch(
+                    f"offer {self.name}: {key}: expected sha256 {expected}, received {digest}"
+                )
+            self._make_dirs(target.parent)
+            try:
+                os.link(temp, target)
+            except FileExistsError:
+                self._refuse_existing(key, target)
+                raise Conflict(f"offer {self.name}: key already exists: {key}") from None
+            _fsync_dir(target.parent)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+        try:
+            self._write_digest(key, digest)
+        except OSError:
+            # The object is stored and verified; without its sidecar, stat() recomputes.
+            _logger.warning(
+                "storage.local.digest_not_recorded",
+                extra={"offer": self.name, "key": key},
+                exc_info=True,
+            )
+        _logger.debug("storage.local.put", extra={"offer": self.name, "key": key, "size": size})
+        return StoredBlob(offer=self.name, key=key, size=size, sha256=digest)
+
+    def _refuse_existing(self, key: str, target: Path) -> None:
+        """``Conflict`` if ``key`` is taken, or cannot exist beside the keys already stored.
+
+        A directory tree cannot hold both ``a`` and ``a/b``, which S3 can: the local offer
+        refuses the second one.
+        """
+        if target.is_dir():
+            raise Conflict(f"offer {self.name}: {key} is a prefix of existing keys")
+        if target.exists():
+            raise Conflict(f"offer {self.name}: key already exists: {key}")
+        for parent in target.relative_to(self.root).parents:
+            if parent != Path(".") and (self.root / parent).is_file():
+                raise Conflict(f"offer {self.name}: {parent.as_posix()} is an object, not a prefix")
+
+    def _copy_to_temp(self, source: BinaryIO, temp: Path) -> tuple[int, str]:
+        digest = hashlib.sha256()
+        size = 0
+        buffer = bytearray(CHUNK_SIZE)
+        view = memoryview(buffer)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            while True:
+                n = source.readinto(view)  # type: ignore[attr-defined]
+                if not n:
+                    break
+                digest.update(view[:n])
+                written = 0
+                while written < n:
+                    written += os.write(fd, view[written:n])
+                size += n
+            os.fsync(fd)
+            os.fchmod(fd, 0o444)
+        finally:
+            os.close(fd)
+        return size, digest.hexdigest()
+
+    def _write_digest(self, key: str, digest: str) -> None:
+        sidecar = self._digest_path(key)
+        self._make_dirs(sidecar.parent)
+        temp = self._tmp / f"{os.getpid()}-{uuid.uuid4().hex}.sha256"
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            try:
+                os.write(fd, f"{digest}\n".encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, sidecar)
+            _fsync_dir(sidecar.parent)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return self._object_path(key).open("rb")
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"offer {self.name}: no object {key}") from None
+        except IsADirectoryError:
+            raise NotFound(f"offer {self.name}: no object {key} (it is a key prefix)") from None
+
+    def stat(self, key: str) -> StoredBlob | None:
+        """Size and recorded SHA-256 of ``key``, or ``None`` if absent.
+
+        The digest is the one recorded when the object was accepted (the sidecar); it is
+        recomputed from the bytes only if the sidecar is missing. To verify the bytes, read
+        them with :meth:`open`.
+        """
+        target = self._object_path(key)
+        try:
+            info = target.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat_module.S_ISREG(info.st_mode):
+            return None
+        digest = self._read_digest(key)
+        if digest is None:
+            _logger.warning("storage.local.digest_missing", extra={"offer": self.name, "key": key})
+            digest = self.compute_sha256(key)
+        return StoredBlob(offer=self.name, key=key, size=info.st_size, sha256=digest)
+
+    def _read_digest(self, key: str) -> str | None:
+        try:
+            text = self._digest_path(key).read_text("ascii").strip()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return text if len(text) == 64 and set(text) <= _HEX else None
+
+    def compute_sha256(self, key: str) -> str:
+        """SHA-256 of the bytes stored under ``key``, read now, in chunks."""
+        digest = hashlib.sha256()
+        with self.open(key) as stream:
+            for chunk in iter(lambda: stream.read(CHUNK_SIZE), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    def iter_keys(self, prefix: str = "") -> Iterator[str]:
+        """Keys starting with ``prefix`` (a string prefix, as in S3), in sorted order.
+
+        Sorted by code point, which is the UTF-8 byte order S3 lists in. Temporary files and
+        digest sidecars are not keys.
+        """
+        _validate_prefix(prefix)
+        head, _, _ = prefix.rpartition("/")
+        start = self.root.joinpath(*head.split("/")) if head else self.root
+        base = f"{head}/" if head else ""
+        yield from (k for k in self._walk(start, base) if k.startswith(prefix))
+
+    def _walk(self, directory: Path, base: str) -> Iterator[str]:
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        # A directory "a" sorts as "a/": its keys all begin with that.
+        named: list[tuple[str, os.DirEntry[str]]] = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue  # .tmp, .sha256 (keys never have dot segments)
+            if entry.is_dir(follow_symlinks=False):
+                named.append((f"{entry.name}/", entry))
+            elif entry.is_file(follow_symlinks=False):
+                named.append((entry.name, entry))
+        for name, entry in sorted(named, key=lambda item: item[0]):
+            if name.endswith("/"):
+                yield from self._walk(Path(entry.path), base + name)
+            else:
+                yield base + name
+
+    # -- cleaning --------------------------------------------------------------------------
+
+    def delete(self, key: str) -> None:
+        """Remove an object and its sidecar; absent keys are not an error (retries happen).
+
+        Only for cleaning up what a failed transfer wrote before its commit point. The sidecar
+        goes first: a crash in between leaves an object without a sidecar (``stat`` then
+        recomputes), never a sidecar that could outlive its object and describe a later one.
+        """
+        target = self._object_path(key)
+        if target.is_dir():
+            msg = f"{key!r} is a key prefix, not an object"
+            raise ValueError(msg)
+        for path in (self._digest_path(key), target):
+            try:
+                path.unlink()
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            _fsync_dir(path.parent)
+        _logger.info("storage.local.deleted", extra={"offer": self.name, "key": key})
+
+    def clean_stale_temp_files(self, *, max_age_seconds: int = STALE_TEMP_SECONDS) -> int:
+        """Remove temporary files not modified for ``max_age_seconds``; return how many."""
+        limit = time.time() - max_age_seconds
+        removed = 0
+        for entry in os.scandir(self._tmp):
+            try:
+                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < limit:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        if removed:
+            _logger.info(
+                "storage.local.stale_temp_removed", extra={"offer": self.name, "count": removed}
+            )
+        return removed
