@@ -70,7 +70,16 @@ class Server:
 
     def bootstrap(self, siret: str) -> str:
         out = subprocess.run(
-            [self.exe, "admin", "bootstrap", "--tenant", "Bench", "--org", f"{siret}:Acheteur", "--json"],
+            [
+                self.exe,
+                "admin",
+                "bootstrap",
+                "--tenant",
+                "Bench",
+                "--org",
+                f"{siret}:Acheteur",
+                "--json",
+            ],
             env=self.env,
             check=True,
             capture_output=True,
@@ -168,7 +177,9 @@ def main() -> None:
         big_path = work / "big" / entry["path"]
         entry["sha256"] = make_large_file(big_path, args.size_mib * MIB)
         entry.pop("mime_type", None)
-        small_meta, _ = make_small_dossier(work / "small", args.files, message_identifier="BENCH-SMALL")
+        small_meta, _ = make_small_dossier(
+            work / "small", args.files, message_identifier="BENCH-SMALL"
+        )
 
         # (a) baseline, on the same bytes, warm page cache.
         baseline(big_path)

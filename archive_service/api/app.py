@@ -135,7 +135,9 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
                 ),
             )
         except ValueError as exc:
-            raise InvalidInput(str(exc), issues=[Issue("invalid-cursor", str(exc), "cursor")])
+            raise InvalidInput(
+                str(exc), issues=[Issue("invalid-cursor", str(exc), "cursor")]
+            ) from None
         return {"items": [unit_summary_json(u) for u in units], "next_cursor": next_cursor}
 
     @app.get("/v1/archive-units/{unit_id}")
@@ -178,7 +180,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
             opened.stream.close()
             return Response(status_code=304, headers=headers)
         span = _parse_range(request.headers.get("range"), record.size)
-        if span == "unsatisfiable":
+        if isinstance(span, str):
             opened.stream.close()
             return Response(
                 status_code=416, headers={**headers, "Content-Range": f"bytes */{record.size}"}

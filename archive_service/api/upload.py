@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -125,7 +125,7 @@ async def read_transfer(
     """Stream the multipart body into ``upload``; return the parsed metadata JSON."""
     boundary = multipart_boundary(content_type)
     reader = _Reader(upload)
-    parser = MultipartParser(boundary, reader.callbacks())
+    parser = MultipartParser(boundary, cast("Any", reader.callbacks()))
     buffer = bytearray()
     try:
         async for chunk in body:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from archive_service.core.model import (
 )
 from archive_service.core.procurement import (
     DossierMetadata,
+    FileEntry,
     build_dossier_tree,
     normalize_path,
     parse_metadata,
@@ -105,6 +106,38 @@ def content_digest(metadata: dict[str, Any], files: Sequence[tuple[str, str]]) -
         separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+DECP_RECORD_PATH = "donnees-essentielles/decp.json"
+DECP_RECORD_TITLE = "Données essentielles du marché (DECP 2.0.3)"
+
+
+def with_decp_record(meta: DossierMetadata) -> tuple[DossierMetadata, bytes | None]:
+    """Add the DECP record as a document of its own (``donnees.decp``), unless sent already.
+
+    The record is archived losslessly as an official DECP 2.0.3 document
+    (``{"marches": {"marche": [...]}}``), so the manifest need not carry every DECP field and
+    the record validates against the official schema on its own. Deterministic: the same
+    metadata gives the same bytes, so a resumed job finds the same staged file.
+    """
+    if meta.decp is None or any(
+        f.category == "donnees.decp" or normalize_path(f.path) == DECP_RECORD_PATH
+        for f in meta.files
+    ):
+        return meta, None
+    data = (
+        json.dumps(
+            {"marches": {"marche": [meta.decp]}}, ensure_ascii=False, indent=2, sort_keys=True
+        ).encode("utf-8")
+        + b"\n"
+    )
+    entry = FileEntry(
+        path=DECP_RECORD_PATH,
+        category="donnees.decp",
+        title=DECP_RECORD_TITLE,
+        mime_type="application/json",
+    )
+    return replace(meta, files=(*meta.files, entry)), data
 
 
 def storage_prefix(tenant_id: str, package_id: str) -> str:
@@ -239,6 +272,10 @@ class IngestService:
             )
         if issues:
             raise InvalidInput("the transfer's files do not match its metadata", issues=issues)
+        meta, record = with_decp_record(meta)
+        if record is not None:
+            generated = self._staging.add_bytes(staging_dir, DECP_RECORD_PATH, record)
+            by_name[DECP_RECORD_PATH] = generated
 
         digest = content_digest(
             raw_metadata if isinstance(raw_metadata, dict) else {},
@@ -432,7 +469,7 @@ class IngestService:
                 offer.delete(key)
 
     def _archive(self, transfer: TransferRecord, agency: str) -> None:
-        meta = parse_metadata(transfer.metadata, decp_validator=None)
+        meta, _ = with_decp_record(parse_metadata(transfer.metadata, decp_validator=None))
         now = self._clock.now()
         prefix = storage_prefix(transfer.tenant_id, transfer.package_id)
         files = {f.path: f for f in transfer.files}

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
-from archive_service.core.fingerprint import MultiHasher
+from archive_service.core.fingerprint import MultiHasher, fingerprint_bytes
 from archive_service.errors import InvalidInput, Issue, PayloadTooLarge, Unavailable
 from archive_service.ports import StagedFile
 
@@ -36,6 +36,18 @@ class LocalStaging:
             msg = "bad staging name"
             raise ValueError(msg)
         return self.root / staging_dir / staged_name
+
+    def add_bytes(self, staging_dir: str, part_name: str, data: bytes) -> StagedFile:
+        staged_name = f"g{uuid.uuid4().hex[:12]}"
+        path = self.path_of(staging_dir, staged_name)
+        with path.open("xb") as fh:
+            fh.write(data)
+        return StagedFile(
+            part_name=part_name,
+            staged_name=staged_name,
+            fingerprints=fingerprint_bytes(data),
+            content_type=None,
+        )
 
     def discard(self, staging_dir: str) -> None:
         if staging_dir and "/" not in staging_dir and ".." not in staging_dir:

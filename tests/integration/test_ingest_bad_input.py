@@ -38,7 +38,9 @@ def dossier(tmp_path: Path) -> tuple[dict[str, Any], Path]:
     return metadata, tmp_path / "d"
 
 
-def with_meta(change: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+def with_meta(
+    change: Callable[[dict[str, Any]], None],
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
     def apply(meta: dict[str, Any]) -> dict[str, Any]:
         out = copy.deepcopy(meta)
         change(out)
@@ -104,7 +106,8 @@ def test_bad_metadata_is_refused_and_changes_nothing(
     for entry in metadata["files"]:
         files.append(
             (
-                entry["path"] if case not in ("path traversal", "control character in path")
+                entry["path"]
+                if case not in ("path traversal", "control character in path")
                 or entry is not metadata["files"][0]
                 else bad["files"][0]["path"],
                 (Path(entry["path"]).name, (root / entry["path"]).read_bytes(), "application/pdf"),
@@ -122,7 +125,9 @@ def test_bad_metadata_is_refused_and_changes_nothing(
 def test_file_listed_but_missing(env: Env, dossier: tuple[dict[str, Any], Path]) -> None:
     metadata, root = dossier
     before = snapshot(env)
-    r = post_transfer(env.http, metadata, root, headers=env.auth(), skip={metadata["files"][1]["path"]})
+    r = post_transfer(
+        env.http, metadata, root, headers=env.auth(), skip={metadata["files"][1]["path"]}
+    )
     assert r.status_code == 422
     assert {"code": "file-missing"}.items() <= r.json()["issues"][0].items()
     assert snapshot(env) == before
@@ -131,7 +136,9 @@ def test_file_listed_but_missing(env: Env, dossier: tuple[dict[str, Any], Path])
 def test_file_sent_but_not_listed(env: Env, dossier: tuple[dict[str, Any], Path]) -> None:
     metadata, root = dossier
     before = snapshot(env)
-    r = post_transfer(env.http, metadata, root, headers=env.auth(), extra_files={"extra/notes.txt": b"x"})
+    r = post_transfer(
+        env.http, metadata, root, headers=env.auth(), extra_files={"extra/notes.txt": b"x"}
+    )
     assert r.status_code == 422
     assert [i["code"] for i in r.json()["issues"]] == ["file-not-listed"]
     assert snapshot(env) == before
@@ -154,11 +161,16 @@ def test_missing_and_malformed_metadata(env: Env, dossier: tuple[dict[str, Any],
     before = snapshot(env)
     path = metadata["files"][0]["path"]
     data = (root / path).read_bytes()
-    r = env.http.post("/v1/transfers", files=[(path, ("RC.pdf", data, "application/pdf"))], headers=env.auth())
+    r = env.http.post(
+        "/v1/transfers", files=[(path, ("RC.pdf", data, "application/pdf"))], headers=env.auth()
+    )
     assert r.status_code == 400 and r.json()["issues"][0]["code"] == "metadata-missing"
     r = env.http.post(
         "/v1/transfers",
-        files=[("metadata", (None, "{not json", "application/json")), (path, ("RC.pdf", data, "application/pdf"))],
+        files=[
+            ("metadata", (None, "{not json", "application/json")),
+            (path, ("RC.pdf", data, "application/pdf")),
+        ],
         headers=env.auth(),
     )
     assert r.status_code == 400 and r.json()["issues"][0]["code"] == "metadata-malformed"
@@ -189,7 +201,9 @@ def test_file_over_size_limit(env: Env, dossier: tuple[dict[str, Any], Path]) ->
     assert snapshot(env) == before
 
 
-def test_organization_of_another_client_or_tenant(env: Env, dossier: tuple[dict[str, Any], Path]) -> None:
+def test_organization_of_another_client_or_tenant(
+    env: Env, dossier: tuple[dict[str, Any], Path]
+) -> None:
     metadata, root = dossier
     # A platform client allowed only for another buyer of the same tenant.
     narrow = {
@@ -197,7 +211,9 @@ def test_organization_of_another_client_or_tenant(env: Env, dossier: tuple[dict[
         for k in env.services.tenancy.bootstrap("GIP Test", [f"{OTHER_SIRET}:Autre acheteur"]).keys
     }
     before = snapshot(env)
-    r = post_transfer(env.http, metadata, root, headers={"Authorization": f"Bearer {narrow['platform']}"})
+    r = post_transfer(
+        env.http, metadata, root, headers={"Authorization": f"Bearer {narrow['platform']}"}
+    )
     assert r.status_code == 403, r.text
     # The tenant "GIP Autre" knows the buyer, but its platform key belongs to another tenant
     # whose organization record is distinct: a transfer there is a different archive, so we
@@ -224,7 +240,9 @@ def test_authentication_and_roles(env: Env, dossier: tuple[dict[str, Any], Path]
     assert snapshot(env) == before
 
 
-def test_replayed_identifier_with_different_content(env: Env, dossier: tuple[dict[str, Any], Path]) -> None:
+def test_replayed_identifier_with_different_content(
+    env: Env, dossier: tuple[dict[str, Any], Path]
+) -> None:
     metadata, root = dossier
     r = post_transfer(env.http, metadata, root, headers=env.auth())
     assert r.status_code == 202

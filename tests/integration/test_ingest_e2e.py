@@ -11,6 +11,7 @@ from lxml import etree
 
 from tests.fixtures.dossier import make_dossier
 from tests.integration.conftest import Env
+from tests.reference import official_schema
 
 SEDA23 = "fr:gouv:culture:archivesdefrance:seda:v2.3"
 NS = {"s": SEDA23}
@@ -46,9 +47,7 @@ def test_dossier_end_to_end(env: Env, tmp_path: Path) -> None:
     assert r.status_code == 200
     manifest = r.content
     (tmp_path / "manifest.xml").write_bytes(manifest)
-    xsd_dir = env.settings.seda_xsd_dir
-    assert xsd_dir is not None
-    schema = etree.XMLSchema(etree.parse(str(xsd_dir / "2.3" / "seda-2.3-main.xsd")))
+    schema = official_schema("2.3")
     doc = etree.fromstring(manifest)
     assert schema.validate(doc), schema.error_log
     assert hashlib.sha256(manifest).hexdigest() == unit["manifest"]["sha256"]

@@ -39,7 +39,6 @@ from archive_service.core.procurement import (
     is_valid_siret,
     parse_metadata,
     path_problem,
-    siret_is_valid,
     siret_problem,
 )
 from archive_service.core.retention import Referential
@@ -171,7 +170,7 @@ def test_vocabulary_carries_daj_and_pastell_codes() -> None:
 @pytest.mark.parametrize("siret", [BUYER, "21750001600019", "55204599900869", "73282932000074"])
 def test_valid_siret(siret: str) -> None:
     assert is_valid_siret(siret)
-    assert siret_is_valid(siret)
+    assert is_valid_siret(siret)
 
 
 @pytest.mark.parametrize(
