@@ -394,8 +394,6 @@ def is_valid_siret(value: str) -> bool:
     return siret_problem(value) is None
 
 
-
-
 _CPV = re.compile(r"^[0-9]{8}(-[0-9])?$")
 
 

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from archive_service.api.app import create_app
 from archive_service.config import Settings
 from archive_service.wiring import Services, build_services
-from tests.fixtures.dossier import BUYER_NAME, BUYER_SIRET, make_siret, make_siren
+from tests.fixtures.dossier import BUYER_NAME, BUYER_SIRET, make_siren, make_siret
 from tests.reference import decp_schema_path, seda_xsd_dir
 
 OTHER_SIRET = make_siret(make_siren("21750001"))
