@@ -44,6 +44,7 @@ from archive_service.core.procurement import (
     parse_metadata,
 )
 from archive_service.core.retention import Referential
+from archive_service.core.seda import REFERENTIAL_CODE_LIST
 from archive_service.core.seda.builder import build_archive_transfer
 from archive_service.core.seda.reply import build_transfer_reply
 from archive_service.core.timestamp import verify_timestamp
@@ -510,6 +511,7 @@ class IngestService:
                 comment=meta.title,
             ),
             version=self._seda_version,  # type: ignore[arg-type]
+            rule_code_list=f"{REFERENTIAL_CODE_LIST}:{self._referential.version}",
         )
         self._validator.validate(manifest)
         manifest_sha256 = hashlib.sha256(manifest).digest()

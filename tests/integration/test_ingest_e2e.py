@@ -4,14 +4,16 @@ anyone can check it with standard tools (openssl ts -verify, sha256)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 from pathlib import Path
 
+import jsonschema
 from lxml import etree
 
 from tests.fixtures.dossier import make_dossier
 from tests.integration.conftest import Env
-from tests.reference import official_schema
+from tests.reference import decp_schema_path, official_schema
 
 SEDA23 = "fr:gouv:culture:archivesdefrance:seda:v2.3"
 NS = {"s": SEDA23}
@@ -38,8 +40,12 @@ def test_dossier_end_to_end(env: Env, tmp_path: Path) -> None:
     unit = r.json()
     assert unit["title"] == metadata["title"]
     assert unit["tree"]["level"] == "RecordGrp"
-    assert len(unit["tree"]["children"]) == len(phases)
-    assert {o["path"] for o in unit["objects"]} == {f["path"] for f in metadata["files"]}
+    # The sender's phases, plus the DECP record the service archives as its own document.
+    assert len(unit["tree"]["children"]) == len(phases) + 1
+    decp_path = "donnees-essentielles/decp.json"
+    assert {o["path"] for o in unit["objects"]} == {f["path"] for f in metadata["files"]} | {
+        decp_path
+    }
     assert unit["pending_rules"], "contract pieces wait for paiement_solde"
 
     # The manifest validates against the official SEDA 2.3 XSD.
@@ -107,6 +113,14 @@ def test_dossier_end_to_end(env: Env, tmp_path: Path) -> None:
         assert r.status_code == 200
         got = hashlib.sha256(r.content).hexdigest()
         assert got == digests[obj["uri"]] == obj["sha256"]
+        if obj["path"] == decp_path:
+            # A complete DECP 2.0.3 document that keeps the sender's block as sent.
+            record = json.loads(r.content)
+            assert record == {"marches": {"marche": [metadata["decp"]]}}
+            jsonschema.Draft7Validator(json.loads(decp_schema_path().read_text())).validate(
+                record
+            )
+            continue
         original = (tmp_path / "dossier" / obj["path"]).read_bytes()
         assert r.content == original
         assert r.headers["etag"] == f'"sha256:{got}"'
