@@ -117,9 +117,7 @@ def test_dossier_end_to_end(env: Env, tmp_path: Path) -> None:
             # A complete DECP 2.0.3 document that keeps the sender's block as sent.
             record = json.loads(r.content)
             assert record == {"marches": {"marche": [metadata["decp"]]}}
-            jsonschema.Draft7Validator(json.loads(decp_schema_path().read_text())).validate(
-                record
-            )
+            jsonschema.Draft7Validator(json.loads(decp_schema_path().read_text())).validate(record)
             continue
         original = (tmp_path / "dossier" / obj["path"]).read_bytes()
         assert r.content == original
