@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from archive_service.db.repositories import (
@@ -16,8 +16,20 @@ from archive_service.db.repositories import (
 )
 from archive_service.ports import SearchIndex
 
+# Per process: up to POOL_SIZE + MAX_OVERFLOW connections. An API process holds one only for
+# the length of a unit of work, a worker one per running job, so 5 + 10 covers the request
+# threads and the in-process workers while several API and worker processes stay well below
+# PostgreSQL's default max_connections (100).
+POOL_SIZE = 5
+MAX_OVERFLOW = 10
+
 
 def make_engine(url: str) -> Engine:
+    """An engine for ``url``: SQLite (the one-machine default) or PostgreSQL with psycopg 3.
+
+    A bare ``postgresql://`` URL is given the psycopg 3 driver (the one installed) rather than
+    SQLAlchemy's default psycopg2.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -30,7 +42,20 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() != "postgresql":
+        return create_engine(parsed, pool_pre_ping=True)
+    return create_engine(
+        parsed,
+        pool_size=POOL_SIZE,
+        max_overflow=MAX_OVERFLOW,
+        pool_timeout=30,
+        pool_pre_ping=True,  # a connection dropped by a restart or a firewall is replaced
+        pool_recycle=1800,
+        connect_args={"connect_timeout": 10, "application_name": "archive-service"},
+    )
 
 
 class SqlUnitOfWork:
