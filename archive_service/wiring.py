@@ -24,6 +24,7 @@ from archive_service.errors import ConfigurationError
 from archive_service.formats.identify import MagicSiegfriedIdentifier
 from archive_service.jobs.inprocess import InProcessRunner
 from archive_service.ports import BlobStore, TimestampAuthority
+from archive_service.search.postgres_fts import PostgresFtsIndex
 from archive_service.search.sqlite_fts import SqliteFtsIndex
 from archive_service.services.ingest import PROCESS_JOB, IngestService
 from archive_service.services.retrieval import RetrievalService
@@ -120,7 +121,8 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     engine = make_engine(settings.resolved_database_url)
     if migrate:
         upgrade(engine)
-    uow = uow_factory(engine, SqliteFtsIndex)
+    search_factory = PostgresFtsIndex if engine.dialect.name == "postgresql" else SqliteFtsIndex
+    uow = uow_factory(engine, search_factory)
     offers: tuple[BlobStore, ...] = (LocalDirectoryStore("local", settings.resolved_storage_dir),)
     staging = LocalStaging(
         settings.resolved_staging_dir,
