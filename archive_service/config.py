@@ -6,7 +6,7 @@ Nothing here reads the environment at import time: call :func:`get_settings`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -56,6 +56,34 @@ class Settings(BaseSettings):
 
     task_runner: Literal["inprocess", "celery"] = "inprocess"
     inprocess_workers: int = 2
+
+    # --- Celery workers (task_runner="celery"; `archive-service worker` / `beat`) ------------
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    """Celery broker: ``redis://…`` (default) or ``amqp://user:password@host:5672/vhost``."""
+    result_backend: str | None = None
+    """Celery result backend; none by default: jobs report through the transfers table."""
+    celery_queue: str = "archive"
+    """Queue the API sends jobs to and workers consume (one per deployment sharing a broker)."""
+    celery_task_max_retries: int = Field(default=12, ge=0)
+    """Retries of a job whose dependency is down (``Unavailable``); after the last one the
+    transfer stays waiting and the periodic resume job submits it again."""
+    celery_retry_backoff_base: float = Field(default=2.0, gt=0)
+    """First retry delay in seconds; it doubles each retry, with jitter (half to full delay)."""
+    celery_retry_backoff_max: float = Field(default=600.0, gt=0)
+    """Longest retry delay in seconds; must stay below the Redis visibility timeout (and below
+    RabbitMQ's consumer timeout, 30 min by default): a retry waits unacknowledged in a worker."""
+    celery_visibility_timeout: int = Field(default=3600, gt=0)
+    """Redis broker only: seconds after which a job delivered to a worker that vanished
+    (``kill -9``, lost host) is delivered again; also the longest a job may run without being
+    delivered twice. RabbitMQ redelivers as soon as the worker's connection drops."""
+    celery_resume_after_seconds: int = Field(default=1800, gt=0)
+    """The beat job resubmits transfers unfinished and untouched for this long; it must exceed
+    the longest job, since a transfer being processed is not touched until it ends."""
+    celery_resume_every_seconds: float = Field(default=300.0, gt=0)
+    """Period of the beat job ``archive.resume_unfinished``."""
+    celery_broker_transport_options: dict[str, Any] = Field(default_factory=dict)
+    """Extra kombu transport options (JSON), e.g. ``{"global_keyprefix": "archive:"}`` for a
+    Redis shared with other applications."""
 
     api_key_pepper: SecretStr = Field(default=SecretStr("dev-pepper-change-me"))
     """Secret mixed into API-key hashes; production refuses the default."""

@@ -22,6 +22,7 @@ from archive_service.db.migrate import upgrade
 from archive_service.db.uow import make_engine, uow_factory
 from archive_service.errors import ConfigurationError
 from archive_service.formats.identify import MagicSiegfriedIdentifier
+from archive_service.jobs.celery_runner import CeleryRunner
 from archive_service.jobs.inprocess import InProcessRunner
 from archive_service.ports import BlobStore, TimestampAuthority
 from archive_service.search.postgres_fts import PostgresFtsIndex
@@ -52,7 +53,7 @@ class Services:
     tsa: TimestampAuthority
     offers: tuple[BlobStore, ...]
     staging: LocalStaging
-    runner: InProcessRunner
+    runner: InProcessRunner | CeleryRunner
     validator: SedaValidator
 
     def close(self) -> None:
@@ -114,6 +115,13 @@ def check_production(settings: Settings) -> None:
     )
 
 
+def build_runner(settings: Settings) -> InProcessRunner | CeleryRunner:
+    """Jobs run in this process (the default), or in Celery workers fed through the broker."""
+    if settings.task_runner == "celery":
+        return CeleryRunner.for_settings(settings)
+    return InProcessRunner(workers=settings.inprocess_workers)
+
+
 def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     check_production(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -129,7 +137,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         max_file_size=settings.max_file_size,
         max_files=settings.max_files_per_transfer,
     )
-    runner = InProcessRunner(workers=settings.inprocess_workers)
+    runner = build_runner(settings)
     validator = SedaValidator(settings.seda_xsd_dir, PROFILE_DIR)
     tsa = build_tsa(settings, clock)
     ingest = IngestService(
@@ -163,7 +171,14 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
 
 
 def resume_unfinished(services: Services) -> int:
-    """Resubmit transfers a previous run acknowledged but did not finish."""
+    """Resubmit transfers a previous run acknowledged but did not finish.
+
+    In-process only: with Celery, the broker still holds the jobs of unfinished transfers (they
+    are acknowledged late) and workers may be running them now, so the beat job
+    ``archive.resume_unfinished`` resubmits only the ones untouched for a while.
+    """
+    if isinstance(services.runner, CeleryRunner):
+        return 0
     pending = services.ingest.unfinished()
     for transfer_id in pending:
         services.runner.submit(PROCESS_JOB, transfer_id)
