@@ -137,5 +137,51 @@ def db_upgrade() -> None:
     err.print("database schema is up to date")
 
 
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(help="Processes (threads with --pool threads); default: CPUs.")
+    ] = None,
+    queues: Annotated[
+        str | None, typer.Option(help="Comma-separated queues (default ARCHIVE_CELERY_QUEUE).")
+    ] = None,
+    pool: Annotated[str, typer.Option(help="prefork, solo or threads.")] = "prefork",
+    hostname: Annotated[str | None, typer.Option(help="Node name (default celery@host).")] = None,
+    loglevel: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING, ERROR.")] = "INFO",
+) -> None:
+    """Start a Celery worker running the archiving jobs (broker: ARCHIVE_BROKER_URL).
+
+    The API must run with ARCHIVE_TASK_RUNNER=celery and the same database, storage and broker;
+    the worker does not migrate the database (`serve` or `db upgrade` do).
+    """
+    from archive_service.tasks.celery_app import make_celery
+
+    try:
+        celery = make_celery(get_settings())
+    except ArchiveError as exc:
+        raise fail(exc) from None
+    argv = ["worker", f"--pool={pool}", f"--loglevel={loglevel}", "--without-mingle"]
+    argv.append(f"--queues={queues or celery.archive_settings.celery_queue}")
+    if concurrency:
+        argv.append(f"--concurrency={concurrency}")
+    if hostname:
+        argv.append(f"--hostname={hostname}")
+    raise typer.Exit(celery.start(argv) or 0)
+
+
+@app.command()
+def beat(
+    loglevel: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING, ERROR.")] = "INFO",
+) -> None:
+    """Start the Celery beat scheduler: periodic jobs, sent to the workers (run exactly one)."""
+    from archive_service.tasks.celery_app import make_celery
+
+    try:
+        celery = make_celery(get_settings())
+    except ArchiveError as exc:
+        raise fail(exc) from None
+    raise typer.Exit(celery.start(["beat", f"--loglevel={loglevel}"]) or 0)
+
+
 remote.register(app)
 verify.register(app)
