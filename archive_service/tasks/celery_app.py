@@ -157,12 +157,14 @@ def make_celery(settings: Settings) -> ArchiveCelery:
 
 
 def waiting_messages(app: Celery, queue: str) -> int:
-    """Messages in ``queue`` not yet delivered to a worker (0 if the queue does not exist)."""
+    """Messages in ``queue`` not yet delivered to a worker.
+
+    The queue is declared as the workers declare it (a passive declaration misses the queue
+    on Redis with a ``global_keyprefix``), which also makes it exist when no worker did yet.
+    """
     with app.connection_for_read() as conn:
-        try:
-            return int(conn.default_channel.queue_declare(queue=queue, passive=True).message_count)
-        except conn.channel_errors:
-            return 0
+        declared = app.amqp.queues[queue].bind(conn.default_channel).queue_declare()
+        return int(declared.message_count)
 
 
 def resume_stuck(app: ArchiveCelery) -> int:

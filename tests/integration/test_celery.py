@@ -38,7 +38,12 @@ from archive_service.db import tables as t
 from archive_service.errors import ConfigurationError
 from archive_service.jobs.celery_runner import CeleryRunner
 from archive_service.services.ingest import PROCESS_JOB
-from archive_service.tasks.celery_app import backoff_delay, make_celery
+from archive_service.tasks.celery_app import (
+    backoff_delay,
+    make_celery,
+    resume_stuck,
+    waiting_messages,
+)
 from archive_service.tsa.builtin import BuiltinTimestampAuthority
 from archive_service.wiring import build_services, resume_unfinished
 from tests.fixtures.dossier import BUYER_NAME, BUYER_SIRET, make_dossier
@@ -268,6 +273,15 @@ def events(env: Env, subject_id: str) -> list[str]:
         return list(conn.scalars(stmt.order_by(t.LogbookEntry.id)))
 
 
+def untouched_for_hours(env: Env, transfer_id: str) -> None:
+    with env.services.engine.begin() as conn:
+        conn.execute(
+            update(t.Transfer)
+            .where(t.Transfer.id == transfer_id)
+            .values(updated_at=datetime.now(UTC) - timedelta(hours=2))
+        )
+
+
 def storage_files(env: Env) -> dict[str, str]:
     """Every object of the storage offers, as the offers list them: key → SHA-256."""
     found = {}
@@ -353,12 +367,7 @@ def test_beat_resubmits_a_transfer_stuck_for_too_long(
 ) -> None:
     monkeypatch.setattr(celery.services.ingest, "_runner", LostMessages())
     stuck, recent = post(celery, dossier), post(celery, dossier)
-    with celery.services.engine.begin() as conn:
-        conn.execute(
-            update(t.Transfer)
-            .where(t.Transfer.id == stuck)
-            .values(updated_at=datetime.now(UTC) - timedelta(hours=2))
-        )
+    untouched_for_hours(celery, stuck)
     log = celery.settings.data_dir / "beat.log"
     with process(celery.settings, [ARCHIVE_SERVICE, "beat"], "beat: Starting", log):
         done = celery.wait(stuck, timeout=60)
@@ -368,6 +377,26 @@ def test_beat_resubmits_a_transfer_stuck_for_too_long(
     assert transfer_row(celery, recent).status == "received"
     assert package_count(celery, stuck) == 1
     assert "Sending due task archive.resume_unfinished" in log.read_text()
+
+
+def test_resume_submits_nothing_while_the_queue_holds_messages(
+    broker_url: str, tsa: SwitchedTsa, dossier: tuple[dict[str, Any], Path], tmp_path: Path
+) -> None:
+    with celery_env(tmp_path, broker_url, tsa) as env:  # and no worker: the message waits
+        transfer_id = post(env, dossier)
+        untouched_for_hours(env, transfer_id)
+        app = make_celery(env.settings)
+        queue = env.settings.celery_queue
+        try:
+            wait_for(lambda: waiting_messages(app, queue) == 1, "the message to be queued")
+            assert resume_stuck(app) == 0  # it may be that one: no copy behind a backlog
+            with app.connection_for_write() as conn:
+                app.amqp.queues[queue].bind(conn.default_channel).purge()
+            assert resume_stuck(app) == 1  # the queue is empty: the job was lost
+            wait_for(lambda: waiting_messages(app, queue) == 1, "the resubmitted message")
+        finally:
+            app.close_services()
+            app.close()
 
 
 # -- kill -9 in the middle of a transfer ----------------------------------------------------
