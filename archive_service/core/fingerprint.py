@@ -1,42 +1,37 @@
 """Streaming SHA-256 + SHA-512 in one pass over the bytes (empreintes).
 
 The two digests are fed from the same buffer, so a file is read once whatever its size; memory
-use is one chunk. hashlib releases the GIL on large buffers, so the two digests run on two
-threads when the chunk is big enough to pay for the hand-off.
+use is one chunk. Both run on the calling thread, one after the other: on the machines this
+service targets (two hyperthreads of one core), handing SHA-512 to a second thread measured no
+faster than running it inline (about 540 MB/s for the pair either way), so a thread hand-off per
+chunk would only add latency. hashlib releases the GIL on large buffers, so other threads still
+run while a chunk is hashed.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
 from archive_service.core.model import FileFingerprints, Fingerprint
 
+#: Bytes read per call when hashing a stream (throughput is flat from 128 KiB to 4 MiB).
 CHUNK_SIZE = 1024 * 1024
-#: Below this many bytes per update, a thread hand-off costs more than it saves.
-_PARALLEL_THRESHOLD = 256 * 1024
 
 
 class MultiHasher:
     """Incremental SHA-256 + SHA-512; ``update`` as bytes arrive, ``result`` at the end."""
 
-    def __init__(self, executor: ThreadPoolExecutor | None = None) -> None:
+    def __init__(self) -> None:
         self._sha256 = hashlib.sha256()
         self._sha512 = hashlib.sha512()
         self._size = 0
-        self._executor = executor
 
-    def update(self, data: bytes | memoryview) -> None:
+    def update(self, data: bytes | bytearray | memoryview) -> None:
         self._size += len(data)
-        if self._executor is not None and len(data) >= _PARALLEL_THRESHOLD:
-            pending = self._executor.submit(self._sha512.update, data)
-            self._sha256.update(data)
-            pending.result()
-        else:
-            self._sha256.update(data)
-            self._sha512.update(data)
+        self._sha256.update(data)
+        self._sha512.update(data)
 
     @property
     def size(self) -> int:
@@ -50,21 +45,23 @@ class MultiHasher:
         )
 
 
+def _read_chunks(stream: BinaryIO, chunk_size: int) -> Iterable[memoryview]:
+    """Views of one reused buffer, filled from ``stream`` until its end."""
+    buffer = bytearray(chunk_size)
+    view = memoryview(buffer)
+    while True:
+        n = stream.readinto(view)  # type: ignore[attr-defined]
+        if not n:
+            return
+        yield view[:n]
+
+
 def fingerprint_stream(stream: BinaryIO, *, chunk_size: int = CHUNK_SIZE) -> FileFingerprints:
     """Read ``stream`` to its end and return its size and both digests."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        hasher = MultiHasher(pool)
-        buffer = bytearray(chunk_size)
-        view = memoryview(buffer)
-        while True:
-            n = stream.readinto(view)  # type: ignore[attr-defined]
-            if not n:
-                break
-            hasher.update(view[:n])
-        return hasher.result()
+    return fingerprint_chunks(_read_chunks(stream, chunk_size))
 
 
-def fingerprint_chunks(chunks: Iterable[bytes]) -> FileFingerprints:
+def fingerprint_chunks(chunks: Iterable[bytes | bytearray | memoryview]) -> FileFingerprints:
     hasher = MultiHasher()
     for chunk in chunks:
         hasher.update(chunk)
@@ -79,12 +76,7 @@ def sha256_stream(stream: BinaryIO, *, chunk_size: int = CHUNK_SIZE) -> tuple[in
     """Size and SHA-256 (hex) of a stream: the cheaper check used to read copies back."""
     digest = hashlib.sha256()
     size = 0
-    buffer = bytearray(chunk_size)
-    view = memoryview(buffer)
-    while True:
-        n = stream.readinto(view)  # type: ignore[attr-defined]
-        if not n:
-            break
-        digest.update(view[:n])
-        size += n
+    for chunk in _read_chunks(stream, chunk_size):
+        digest.update(chunk)
+        size += len(chunk)
     return size, digest.hexdigest()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -23,7 +22,6 @@ class LocalStaging:
         self.root = root
         self.max_file_size = max_file_size
         self.max_files = max_files
-        self._hash_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hash")
 
     def new_upload(self) -> Upload:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -69,7 +67,7 @@ class FileSink:
         self.content_type = content_type
         self._path = upload.path / staged_name
         self._fh: BinaryIO = self._path.open("xb")
-        self._hasher = MultiHasher(upload.staging._hash_pool)
+        self._hasher = MultiHasher()
 
     def write(self, data: bytes | memoryview) -> None:
         if self._hasher.size + len(data) > self._upload.staging.max_file_size:
