@@ -31,6 +31,10 @@ class StoredBlob:
     size: int
     sha256: str
     version_id: str | None = None
+    #: ``sha256`` was computed by reading the stored object itself, after it was made durable
+    #: (as when the local offer adopts a file): the writer's read-back is already done. How
+    #: the digest was obtained, not what is stored: left out of comparisons.
+    read_back: bool = field(default=False, compare=False)
 
 
 class BlobStore(Protocol):
@@ -38,8 +42,12 @@ class BlobStore(Protocol):
 
     name: str
 
-    def put_file(self, key: str, path: Path, *, sha256: str) -> StoredBlob:
+    def put_file(self, key: str, path: Path, *, sha256: str, consume: bool = False) -> StoredBlob:
         """Store the file at ``path`` under ``key``; ``sha256`` is the expected digest (hex).
+
+        ``consume=True`` is a hint that the caller will never write to ``path`` again (it will
+        only delete it): an offer on the same file system may adopt the file instead of copying
+        it. Offers that cannot simply copy.
 
         Raises ``Conflict`` if the key exists, ``Unavailable`` if the offer cannot be reached.
         """
@@ -78,6 +86,16 @@ class TimestampAuthority(Protocol):
 
 class FormatIdentifier(Protocol):
     def identify(self, path: Path, *, filename: str, declared_mime: str | None) -> FormatInfo: ...
+
+    def identify_many(
+        self,
+        paths: Sequence[Path],
+        *,
+        filenames: Sequence[str] | None = None,
+        declared_mimes: Sequence[str | None] | None = None,
+    ) -> list[FormatInfo]:
+        """Identify several files at once (one tool start-up for all); results in order."""
+        ...
 
 
 class TaskRunner(Protocol):

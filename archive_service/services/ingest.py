@@ -475,14 +475,20 @@ class IngestService:
         prefix = storage_prefix(transfer.tenant_id, transfer.package_id)
         files = {f.path: f for f in transfer.files}
 
-        # 1. Identify each file and describe it as a DataObject.
+        # 1. Identify the files (in one batch: one tool start-up for all) and describe each
+        #    as a DataObject.
+        staged = [
+            self._staging.path_of(transfer.staging_dir, files[e.path].staged_name)
+            for e in meta.files
+        ]
+        formats = self._formats.identify_many(
+            staged,
+            filenames=[e.path.rsplit("/", 1)[-1] for e in meta.files],
+            declared_mimes=[files[e.path].declared_mime for e in meta.files],
+        )
         objects: dict[str, DataObject] = {}
-        for entry in meta.files:
+        for entry, fmt in zip(meta.files, formats, strict=True):
             f = files[entry.path]
-            path = self._staging.path_of(transfer.staging_dir, f.staged_name)
-            fmt = self._formats.identify(
-                path, filename=entry.path.rsplit("/", 1)[-1], declared_mime=f.declared_mime
-            )
             objects[entry.path] = DataObject(
                 id=f.object_id,
                 path=entry.path,
@@ -522,26 +528,22 @@ class IngestService:
             token, digest=manifest_sha256, chain_pem=self._tsa.certificate_chain_pem()
         )
 
-        # 4. Every blob to every offer under write-once keys, then read back and compare.
+        # 4. Every blob to every offer under write-once keys, then read back and compare. The
+        #    last offer may adopt the staged files rather than copy them (the staging area
+        #    never writes to them again); earlier offers still read them.
         blobs: list[tuple[str, str, Path | bytes, str]] = []
-        for entry in meta.files:
+        for entry, path in zip(meta.files, staged, strict=True):
             obj = objects[entry.path]
-            blobs.append(
-                (
-                    "object",
-                    f"{prefix}/{obj.uri}",
-                    self._staging.path_of(transfer.staging_dir, files[entry.path].staged_name),
-                    obj.fingerprints.sha256.digest,
-                )
-            )
+            blobs.append(("object", f"{prefix}/{obj.uri}", path, obj.fingerprints.sha256.digest))
         blobs.append(("manifest", f"{prefix}/manifest.xml", manifest, manifest_sha256.hex()))
         blobs.append(
             ("timestamp", f"{prefix}/manifest.tsr", token, hashlib.sha256(token).hexdigest())
         )
         copies: list[CopyRecord] = []
-        for offer in self._offers:
+        for index, offer in enumerate(self._offers):
+            last = index == len(self._offers) - 1
             for kind, key, source, sha in blobs:
-                stored = self._put(offer, key, source, sha)
+                stored = self._put(offer, key, source, sha, consume=last)
                 copies.append(
                     CopyRecord(
                         tenant_id=transfer.tenant_id,
@@ -560,10 +562,14 @@ class IngestService:
         self._commit_package(transfer, meta, root, objects, manifest, token, info.gen_time, copies)
 
     def _put(
-        self, offer: BlobStore, key: str, source: Path | bytes, sha256: str
+        self, offer: BlobStore, key: str, source: Path | bytes, sha256: str, *, consume: bool
     ) -> tuple[int, str | None]:
         """Write one blob (or accept an identical one left by an earlier attempt), read it
-        back, and compare its SHA-256 with what we meant to store."""
+        back, and compare its SHA-256 with what we meant to store.
+
+        The read-back is skipped only when the offer already did exactly that: computed the
+        digest it returns by reading the stored, durable object (``StoredBlob.read_back``).
+        """
         existing = offer.stat(key)
         if existing is not None:
             if existing.sha256 != sha256:
@@ -571,22 +577,27 @@ class IngestService:
                 # with a later date); nothing references it yet.
                 offer.delete(key)
                 existing = None
+        stored = None
         if existing is None:
             try:
                 if isinstance(source, Path):
-                    offer.put_file(key, source, sha256=sha256)
+                    stored = offer.put_file(key, source, sha256=sha256, consume=consume)
                 else:
-                    offer.put_bytes(key, source)
+                    stored = offer.put_bytes(key, source)
             except Conflict:
                 pass
-        with offer.open(key) as stream:
-            size, found = sha256_stream(stream)
+        if stored is not None and stored.read_back:
+            size, found = stored.size, stored.sha256
+        else:
+            with offer.open(key) as stream:
+                size, found = sha256_stream(stream)
         if found != sha256:
             raise Unavailable(
                 f"offer {offer.name}: read-back of {key} gave sha256 {found}, expected {sha256}"
             )
-        stat = offer.stat(key)
-        return size, stat.version_id if stat else None
+        if stored is None:
+            stored = offer.stat(key)
+        return size, stored.version_id if stored else None
 
     def _commit_package(
         self,

@@ -15,6 +15,23 @@ Writing an object (``put_file``/``put_bytes``):
    survives a crash;
 4. the digest is written to a sidecar ``<root>/.sha256/<key>`` (see below).
 
+Adopting a file instead of copying it (``put_file(..., consume=True)``): when the caller hands
+over a file it will never write again (the ingest job's staged upload) and the file lives on the
+offer's file system, the offer takes its inode rather than copying gigabytes:
+
+1. the file is hard-linked to a temporary name under ``.tmp/``; the inode must then have
+   exactly two names (the caller's and ours), otherwise some other name could still be used
+   to alter it and the bytes are copied instead;
+2. the inode is made read-only (0o444) *before* anything else, fsync'd, and its bytes read
+   back and their SHA-256 compared with the expected one (mismatch: the temporary name is
+   removed, ``FingerprintMismatch``);
+3. publication and sidecar as above. The caller's name is left to the caller, who deletes it
+   (the staging area does once the package is committed); until then it is a second name of a
+   read-only inode.
+
+Because step 2 reads the stored inode itself after the write, the ``StoredBlob`` it returns
+says ``read_back=True``: the writer need not read the same bytes a second time.
+
 Why a sidecar for ``stat``: ``StoredBlob.sha256`` is *the digest the offer recorded when it
 accepted the object* — what an S3 offer reports from the checksum stored with the object,
 without reading it. Recomputing it on every ``stat`` would read the whole object (gigabytes,
@@ -33,6 +50,7 @@ segment starting with a dot — which also keeps keys out of ``.tmp`` and ``.sha
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import logging
@@ -50,6 +68,9 @@ from archive_service.ports import StoredBlob
 _logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1024 * 1024
+#: ``link`` errors meaning "no hard link possible here": another file system, or one (or a
+#: mount) that does not support them. The bytes are copied instead.
+_NO_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP})
 TEMP_DIR = ".tmp"
 DIGEST_DIR = ".sha256"
 #: Temporary files older than this are leftovers of a crashed writer.
@@ -91,6 +112,24 @@ def _expected_digest(sha256: str) -> str:
         msg = "expected sha256 must be 64 hexadecimal characters"
         raise ValueError(msg)
     return digest
+
+
+def _sha256_fd(fd: int) -> tuple[int, str]:
+    """Size and SHA-256 of an open file, read from its start with ``pread``."""
+    digest = hashlib.sha256()
+    buffer = bytearray(CHUNK_SIZE)
+    view = memoryview(buffer)
+    offset = 0
+    while n := os.preadv(fd, [view], offset):
+        digest.update(view[:n])
+        offset += n
+    return offset, digest.hexdigest()
+
+
+def _read_back(fd: int) -> tuple[int, str]:
+    """fsync ``fd``, then read it back from its start: its size and SHA-256."""
+    os.fsync(fd)
+    return _sha256_fd(fd)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -140,9 +179,19 @@ class LocalDirectoryStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def put_file(self, key: str, path: Path, *, sha256: str) -> StoredBlob:
-        """Copy ``path`` to ``key`` if its SHA-256 is ``sha256``; refuse an existing key."""
+    def put_file(self, key: str, path: Path, *, sha256: str, consume: bool = False) -> StoredBlob:
+        """Store ``path`` under ``key`` if its SHA-256 is ``sha256``; refuse an existing key.
+
+        ``consume=True`` promises that nobody will write to ``path`` again: the offer may then
+        adopt the file (a hard link, see the module docstring) instead of copying it, and the
+        file may be left read-only whatever the outcome. It is a hint: a file on another file
+        system, or with other hard links, is copied.
+        """
         expected = _expected_digest(sha256)
+        if consume:
+            adopted = self._adopt(key, Path(path), expected)
+            if adopted is not None:
+                return adopted
         with Path(path).open("rb") as source:
             return self._put_stream(key, source, expected)
 
@@ -152,23 +201,69 @@ class LocalDirectoryStore:
     def _put_stream(self, key: str, source: BinaryIO, expected: str) -> StoredBlob:
         target = self._object_path(key)
         self._refuse_existing(key, target)  # fail fast; the link below is the guarantee
-        temp = self._tmp / f"{os.getpid()}-{uuid.uuid4().hex}.part"
+        temp = self._temp_path(".part")
         try:
             size, digest = self._copy_to_temp(source, temp)
-            if digest != expected:
-                raise FingerprintMismatch(
-                    f"offer {self.name}: {key}: expected sha256 {expected}, received {digest}"
-                )
-            self._make_dirs(target.parent)
-            try:
-                os.link(temp, target)
-            except FileExistsError:
-                self._refuse_existing(key, target)
-                raise Conflict(f"offer {self.name}: key already exists: {key}") from None
-            _fsync_dir(target.parent)
+            self._publish(key, temp, target, expected=expected, found=digest)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
+        self._record_digest(key, digest, size)
+        return StoredBlob(offer=self.name, key=key, size=size, sha256=digest)
+
+    def _adopt(self, key: str, path: Path, expected: str) -> StoredBlob | None:
+        """Publish the inode of ``path`` under ``key``; ``None`` if it must be copied instead."""
+        target = self._object_path(key)
+        self._refuse_existing(key, target)
+        temp = self._temp_path(".adopt")
+        try:
+            os.link(path, temp, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno in _NO_LINK:
+                return None
+            raise
+        try:
+            try:
+                fd = os.open(temp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:  # a symbolic link: copy what it points to
+                    return None
+                raise
+            try:
+                info = os.fstat(fd)
+                if not stat_module.S_ISREG(info.st_mode) or info.st_nlink != 2:
+                    return None  # another name could alter the bytes after we checked them
+                os.fchmod(fd, 0o444)
+                # Dated as a copy would be (and not taken for a crashed writer's leftover).
+                os.utime(fd)
+                size, digest = _read_back(fd)
+            finally:
+                os.close(fd)
+            self._publish(key, temp, target, expected=expected, found=digest)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+        self._record_digest(key, digest, size)
+        return StoredBlob(offer=self.name, key=key, size=size, sha256=digest, read_back=True)
+
+    def _temp_path(self, suffix: str) -> Path:
+        return self._tmp / f"{os.getpid()}-{uuid.uuid4().hex}{suffix}"
+
+    def _publish(self, key: str, temp: Path, target: Path, *, expected: str, found: str) -> None:
+        """Link the verified, durable, read-only ``temp`` to its key: write-once, atomic."""
+        if found != expected:
+            raise FingerprintMismatch(
+                f"offer {self.name}: {key}: expected sha256 {expected}, received {found}"
+            )
+        self._make_dirs(target.parent)
+        try:
+            os.link(temp, target)
+        except FileExistsError:
+            self._refuse_existing(key, target)
+            raise Conflict(f"offer {self.name}: key already exists: {key}") from None
+        _fsync_dir(target.parent)
+
+    def _record_digest(self, key: str, digest: str, size: int) -> None:
         try:
             self._write_digest(key, digest)
         except OSError:
@@ -179,7 +274,6 @@ class LocalDirectoryStore:
                 exc_info=True,
             )
         _logger.debug("storage.local.put", extra={"offer": self.name, "key": key, "size": size})
-        return StoredBlob(offer=self.name, key=key, size=size, sha256=digest)
 
     def _refuse_existing(self, key: str, target: Path) -> None:
         """``Conflict`` if ``key`` is taken, or cannot exist beside the keys already stored.
@@ -220,7 +314,7 @@ class LocalDirectoryStore:
     def _write_digest(self, key: str, digest: str) -> None:
         sidecar = self._digest_path(key)
         self._make_dirs(sidecar.parent)
-        temp = self._tmp / f"{os.getpid()}-{uuid.uuid4().hex}.sha256"
+        temp = self._temp_path(".sha256")
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
             try:

@@ -3,6 +3,12 @@
 One directory per upload under ``<data_dir>/staging``. A part is written to ``f<n>`` in
 1 MiB writes while SHA-256 and SHA-512 are computed, so a file of any size costs one buffer of
 memory. An upload that is refused is discarded whole.
+
+A staged file is written once, by its :class:`FileSink`, and never opened for writing again:
+the ingest job may hand it to the local storage offer, which then hard-links the same inode
+(made read-only first) instead of copying it (``BlobStore.put_file(..., consume=True)``). The
+staging name is then a read-only alias until the upload's directory is discarded, right after
+the package is committed.
 """
 
 from __future__ import annotations

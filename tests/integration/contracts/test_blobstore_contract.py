@@ -69,9 +69,13 @@ def _file(tmp_path: Path, name: str, data: bytes) -> Path:
 # --- Round trips ---------------------------------------------------------------------------
 
 
-def test_put_file_then_read_back(store: BlobStore, tmp_path: Path) -> None:
+@pytest.mark.parametrize("consume", [False, True], ids=["copy", "consume"])
+def test_put_file_then_read_back(store: BlobStore, tmp_path: Path, consume: bool) -> None:
+    """``consume=True`` lets an offer adopt the file instead of copying it: a hint, with the
+    same outcome either way."""
     data = "Règlement de la consultation\n".encode() * 1000
-    blob = store.put_file(KEY, _file(tmp_path, "rc.txt", data), sha256=_sha256(data))
+    path = _file(tmp_path, "rc.txt", data)
+    blob = store.put_file(KEY, path, sha256=_sha256(data), consume=consume)
     assert isinstance(blob, StoredBlob)
     assert (blob.offer, blob.key, blob.size, blob.sha256) == (
         store.name,
@@ -107,6 +111,18 @@ def test_empty_object(store: BlobStore) -> None:
     assert blob.size == 0 and blob.sha256 == _sha256(b"")
     assert _read_all(store, "a/empty") == b""
     assert store.stat("a/empty") == blob
+
+
+def test_put_file_consume_still_checks_the_digest(store: BlobStore, tmp_path: Path) -> None:
+    data = b"contenu du CCAP"
+    with pytest.raises(FingerprintMismatch):
+        store.put_file(KEY, _file(tmp_path, "f", data), sha256=_sha256(b"autre"), consume=True)
+    assert store.stat(KEY) is None
+    assert list(store.iter_keys()) == []
+    store.put_bytes("taken", b"x")
+    with pytest.raises(Conflict):
+        store.put_file("taken", _file(tmp_path, "g", b"y"), sha256=_sha256(b"y"), consume=True)
+    assert _read_all(store, "taken") == b"x"
 
 
 # --- Write once ----------------------------------------------------------------------------
@@ -377,6 +393,83 @@ def test_local_refuses_dot_segments_and_prefix_collisions(local: LocalDirectoryS
         local.put_bytes("t/c", b"z")
     with pytest.raises(ValueError):
         local.delete("t/c")
+
+
+# Adopting a file instead of copying it (put_file(..., consume=True)).
+
+
+def test_local_adopts_a_consumed_file_as_a_read_only_inode(
+    local: LocalDirectoryStore, tmp_path: Path
+) -> None:
+    data = b"offre technique\n" * 1000
+    source = _file(tmp_path, "staged", data)
+    old = time.time() - 3 * 24 * 3600  # uploaded long ago: the object is still dated now
+    os.utime(source, (old, old))
+    blob = local.put_file("t/p/obj", source, sha256=_sha256(data), consume=True)
+    stored = local.root / "t" / "p" / "obj"
+    assert blob.read_back, "the offer read the stored inode back"
+    assert os.path.samestat(stored.stat(), source.stat()), "one inode, no copy"
+    assert stored.stat().st_mode & 0o777 == 0o444
+    assert stored.stat().st_nlink == 2  # the key, and the caller's name, left to the caller
+    assert stored.stat().st_mtime > time.time() - 3600
+    assert list((local.root / ".tmp").iterdir()) == []
+    # The caller's name is the same read-only inode: it cannot be used to alter the object.
+    assert source.stat().st_mode & 0o222 == 0
+    source.unlink()
+    assert stored.read_bytes() == data and stored.stat().st_nlink == 1
+    stat = local.stat("t/p/obj")
+    assert stat is not None and stat.sha256 == _sha256(data) and not stat.read_back
+
+
+def test_local_copies_a_consumed_file_that_has_other_names(
+    local: LocalDirectoryStore, tmp_path: Path
+) -> None:
+    data = b"pi\xc3\xa8ce jointe"
+    source = _file(tmp_path, "staged", data)
+    alias = tmp_path / "alias"
+    os.link(source, alias)  # a name the offer does not control could alter an adopted inode
+    blob = local.put_file("t/obj", source, sha256=_sha256(data), consume=True)
+    stored = local.root / "t" / "obj"
+    assert not blob.read_back
+    assert not os.path.samestat(stored.stat(), source.stat())
+    assert source.stat().st_mode & 0o200, "a copied source is left as it was"
+    assert stored.read_bytes() == data and stored.stat().st_mode & 0o777 == 0o444
+
+
+def test_local_copies_what_a_consumed_symbolic_link_points_to(
+    local: LocalDirectoryStore, tmp_path: Path
+) -> None:
+    data = b"x" * 100
+    target = _file(tmp_path, "real", data)
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    blob = local.put_file("t/obj", link, sha256=_sha256(data), consume=True)
+    stored = local.root / "t" / "obj"
+    assert not blob.read_back and not stored.is_symlink()
+    assert not os.path.samestat(stored.stat(), target.stat())
+    assert stored.read_bytes() == data
+
+
+def test_local_adoption_refused_for_a_digest_mismatch_publishes_nothing(
+    local: LocalDirectoryStore, tmp_path: Path
+) -> None:
+    source = _file(tmp_path, "staged", b"les octets re\xc3\xa7us")
+    with pytest.raises(FingerprintMismatch):
+        local.put_file("t/new/obj", source, sha256=_sha256(b"autre"), consume=True)
+    assert not (local.root / "t").exists()
+    assert list((local.root / ".tmp").iterdir()) == []
+    assert source.stat().st_nlink == 1 and source.read_bytes() == b"les octets re\xc3\xa7us"
+
+
+def test_local_adoption_of_an_existing_key_leaves_the_file_alone(
+    local: LocalDirectoryStore, tmp_path: Path
+) -> None:
+    local.put_bytes("t/obj", b"first")
+    source = _file(tmp_path, "staged", b"second")
+    with pytest.raises(Conflict):
+        local.put_file("t/obj", source, sha256=_sha256(b"second"), consume=True)
+    assert source.stat().st_nlink == 1 and source.stat().st_mode & 0o200
+    assert (local.root / "t" / "obj").read_bytes() == b"first"
 
 
 def test_local_stale_temporary_files_are_removed(tmp_path: Path) -> None:
