@@ -1,8 +1,16 @@
 """The staging area: uploads stream here while they are fingerprinted, before storage.
 
-One directory per upload under ``<data_dir>/staging``. A part is written to ``f<n>`` in
-1 MiB writes while SHA-256 and SHA-512 are computed, so a file of any size costs one buffer of
+One directory per upload under ``<data_dir>/staging``. A part is written to ``f<n>`` as its
+slices arrive, while SHA-256 and SHA-512 are computed, so a file of any size costs one buffer of
 memory. An upload that is refused is discarded whole.
+
+Past its first ``DIRECT_AFTER`` bytes, a large part is written with ``O_DIRECT`` (Linux), from one
+page-aligned buffer: its bytes go to the disk without passing through the page cache. Filling
+gigabytes of page cache costs a page fault per 4 KiB (and, on a virtual machine, often a trip to
+the host), which showed as the largest system-time item of a 1 GiB upload; a direct write costs
+the disk's time, during which the GIL is free. The head of the file stays in the page cache, where
+format identification reads it. Where ``O_DIRECT`` is refused (tmpfs, other systems), the whole
+file is written through the cache.
 
 A staged file is written once, by its :class:`FileSink`, and never opened for writing again:
 the ingest job may hand it to the local storage offer, which then hard-links the same inode
@@ -13,10 +21,14 @@ the package is committed.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import mmap
+import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import BinaryIO
 
 from archive_service.core.fingerprint import MultiHasher, fingerprint_bytes
 from archive_service.errors import InvalidInput, Issue, PayloadTooLarge, Unavailable
@@ -63,6 +75,83 @@ class LocalStaging:
         return sorted(p.name for p in self.root.iterdir() if p.is_dir())
 
 
+#: Bytes of a part written through the page cache before switching to ``O_DIRECT``.
+DIRECT_AFTER = 8 * 1024 * 1024
+#: Size of the aligned buffer of a direct write (a multiple of any block size).
+DIRECT_BUFFER = 4 * 1024 * 1024
+_BLOCK = 4096
+_O_DIRECT: int = getattr(os, "O_DIRECT", 0)
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    written = 0
+    while written < len(view):
+        written += os.write(fd, view[written:])
+
+
+def _set_direct(fd: int, on: bool) -> bool:
+    """Turn ``O_DIRECT`` on or off for ``fd``; ``False`` if the file system refuses it."""
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | _O_DIRECT if on else flags & ~_O_DIRECT)
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:
+            return False
+        raise
+    return True
+
+
+class _DirectAppender:
+    """Appends to ``fd`` (at a block-aligned offset) with ``O_DIRECT``, through one buffer."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._map = mmap.mmap(-1, DIRECT_BUFFER)  # page-aligned, as O_DIRECT requires
+        self._view = memoryview(self._map)
+        self._fill = 0
+        self._direct = True
+
+    def write(self, data: memoryview) -> None:
+        while data:
+            taken = min(len(data), DIRECT_BUFFER - self._fill)
+            self._view[self._fill : self._fill + taken] = data[:taken]
+            self._fill += taken
+            data = data[taken:]
+            if self._fill == DIRECT_BUFFER:
+                self._write(self._view)
+                self._fill = 0
+
+    def _write(self, view: memoryview) -> None:
+        if self._direct:
+            try:
+                _write_all(self._fd, view)
+                return
+            except OSError as exc:
+                # Refused only at write time on some systems: fall back to the page cache.
+                if exc.errno != errno.EINVAL or not _set_direct(self._fd, on=False):
+                    raise
+                self._direct = False
+        _write_all(self._fd, view)
+
+    def finish(self) -> None:
+        """Write what is buffered: whole blocks directly, the last partial one through the
+        page cache (``O_DIRECT`` writes whole blocks only)."""
+        whole = self._fill - self._fill % _BLOCK
+        if whole:
+            self._write(self._view[:whole])
+        if self._fill > whole:
+            if self._direct:
+                _set_direct(self._fd, on=False)
+            _write_all(self._fd, self._view[whole : self._fill])
+        self._fill = 0
+        self.release()
+
+    def release(self) -> None:
+        self._view.release()
+        with contextlib.suppress(BufferError):
+            self._map.close()
+
+
 class FileSink:
     """One file part being written: ``write`` chunks, then ``finish``."""
 
@@ -72,29 +161,49 @@ class FileSink:
         self.staged_name = staged_name
         self.content_type = content_type
         self._path = upload.path / staged_name
-        self._fh: BinaryIO = self._path.open("xb")
+        # Unbuffered: the parser hands over slices of up to a few megabytes.
+        self._fh = self._path.open("xb", buffering=0)
+        self._direct: _DirectAppender | None = None
+        self._may_go_direct = bool(_O_DIRECT)
         self._hasher = MultiHasher()
 
     def write(self, data: bytes | memoryview) -> None:
-        if self._hasher.size + len(data) > self._upload.staging.max_file_size:
-            self._fh.close()
+        size = self._hasher.size
+        if size + len(data) > self._upload.staging.max_file_size:
+            self.abort()
             raise PayloadTooLarge(
                 f"file {self.part_name!r} exceeds the size limit of "
                 f"{self._upload.staging.max_file_size} bytes",
                 issues=[Issue("file-too-large", "file exceeds the size limit", self.part_name)],
             )
+        view = memoryview(data)
         try:
-            self._fh.write(data)
+            if self._may_go_direct and size + len(view) > DIRECT_AFTER:
+                self._may_go_direct = False
+                head = DIRECT_AFTER - size  # the switch happens at a block-aligned offset
+                _write_all(self._fh.fileno(), view[:head])
+                if _set_direct(self._fh.fileno(), on=True):
+                    self._direct = _DirectAppender(self._fh.fileno())
+                    self._direct.write(view[head:])
+                else:
+                    _write_all(self._fh.fileno(), view[head:])
+            elif self._direct is not None:
+                self._direct.write(view)
+            else:
+                _write_all(self._fh.fileno(), view)
         except OSError as exc:
-            self._fh.close()
+            self.abort()
             raise Unavailable(f"staging area cannot take the upload: {exc.strerror}") from None
-        self._hasher.update(data)
+        self._hasher.update(view)
 
     def finish(self) -> StagedFile:
         try:
-            self._fh.flush()
-        finally:
-            self._fh.close()
+            if self._direct is not None:
+                self._direct.finish()
+        except OSError as exc:
+            self.abort()
+            raise Unavailable(f"staging area cannot take the upload: {exc.strerror}") from None
+        self._fh.close()
         return StagedFile(
             part_name=self.part_name,
             staged_name=self.staged_name,
@@ -103,6 +212,9 @@ class FileSink:
         )
 
     def abort(self) -> None:
+        if self._direct is not None:
+            self._direct.release()
+            self._direct = None
         self._fh.close()
 
 

@@ -26,7 +26,7 @@ import pytest
 
 from archive_service.errors import Conflict, FingerprintMismatch, NotFound
 from archive_service.ports import BlobStore, StoredBlob
-from archive_service.storage.local import LocalDirectoryStore
+from archive_service.storage.local import DIRECT_CHUNK, DIRECT_READ_SIZE, LocalDirectoryStore
 from tests.fixtures.dossier import make_large_file
 
 StoreFactory = Callable[[Path], AbstractContextManager[BlobStore]]
@@ -470,6 +470,26 @@ def test_local_adoption_of_an_existing_key_leaves_the_file_alone(
         local.put_file("t/obj", source, sha256=_sha256(b"second"), consume=True)
     assert source.stat().st_nlink == 1 and source.stat().st_mode & 0o200
     assert (local.root / "t" / "obj").read_bytes() == b"first"
+
+
+@pytest.mark.slow
+def test_local_adopts_a_large_file_reading_it_back_from_disk(
+    local: LocalDirectoryStore, tmp_path: Path
+) -> None:
+    # Larger than DIRECT_READ_SIZE, not a whole number of chunks nor of disk blocks.
+    size = DIRECT_READ_SIZE + 3 * DIRECT_CHUNK + 12_345
+    source = tmp_path / "large.bin"
+    digest = make_large_file(source, size, seed=5)
+    peak = _peak_traced(lambda: local.put_file("t/large", source, sha256=digest, consume=True))
+    assert peak < 16 * 1024 * 1024
+    stat = local.stat("t/large")
+    assert stat is not None and (stat.size, stat.sha256) == (size, digest)
+    assert os.path.samestat((local.root / "t" / "large").stat(), source.stat())
+    with pytest.raises(FingerprintMismatch):
+        other = tmp_path / "other.bin"
+        make_large_file(other, size, seed=6)
+        local.put_file("t/other", other, sha256=digest, consume=True)
+    assert local.stat("t/other") is None
 
 
 def test_local_stale_temporary_files_are_removed(tmp_path: Path) -> None:
