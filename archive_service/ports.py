@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Literal, Protocol, runtime_checkable
 
 from archive_service.core.model import FileFingerprints, FormatInfo
 
@@ -65,6 +65,35 @@ class BlobStore(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove an object: only for cleaning up what a failed transfer wrote, before commit."""
+        ...
+
+
+@runtime_checkable
+class LockingBlobStore(BlobStore, Protocol):
+    """A storage offer with write-once-read-many retention (S3 Object Lock).
+
+    Objects are written unlocked, so that ``delete`` can clean up a failed transfer; every
+    copy of a package is locked just before the commit point. A locked version can no longer
+    be deleted nor overwritten, by anyone, until its retention ends.
+    """
+
+    def lock(
+        self,
+        key: str,
+        *,
+        version_id: str,
+        retain_until: datetime,
+        mode: Literal["COMPLIANCE", "GOVERNANCE"] = "COMPLIANCE",
+    ) -> datetime:
+        """Retain ``version_id`` of ``key`` at least until ``retain_until`` (aware datetime).
+
+        Only ever extends: an existing later date, or COMPLIANCE over GOVERNANCE, is kept.
+        Returns the retain-until date now in force. Idempotent.
+        """
+        ...
+
+    def set_legal_hold(self, key: str, *, version_id: str, on: bool) -> None:
+        """Put (``on``) or lift a legal hold (gel) on one version, whatever its retention."""
         ...
 
 
