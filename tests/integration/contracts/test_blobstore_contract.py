@@ -28,6 +28,7 @@ from archive_service.errors import Conflict, FingerprintMismatch, NotFound
 from archive_service.ports import BlobStore, StoredBlob
 from archive_service.storage.local import DIRECT_CHUNK, DIRECT_READ_SIZE, LocalDirectoryStore
 from tests.fixtures.dossier import make_large_file
+from tests.integration.test_s3 import fresh_s3_store
 
 StoreFactory = Callable[[Path], AbstractContextManager[BlobStore]]
 
@@ -39,8 +40,16 @@ def local_store(scratch: Path) -> Iterator[BlobStore]:
     yield LocalDirectoryStore("local-1", scratch / "offer")
 
 
+@contextlib.contextmanager
+def s3_store(scratch: Path) -> Iterator[BlobStore]:
+    """A fresh bucket on the test S3 server (skipped without one, failed under CI)."""
+    with fresh_s3_store() as store:
+        yield store
+
+
 STORE_FACTORIES = [
     pytest.param(local_store, id="local"),
+    pytest.param(s3_store, id="s3"),
 ]
 
 
