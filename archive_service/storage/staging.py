@@ -4,13 +4,13 @@ One directory per upload under ``<data_dir>/staging``. A part is written to ``f<
 slices arrive, while SHA-256 and SHA-512 are computed, so a file of any size costs one buffer of
 memory. An upload that is refused is discarded whole.
 
-Past its first ``DIRECT_AFTER`` bytes, a large part is written with ``O_DIRECT`` (Linux), from one
-page-aligned buffer: its bytes go to the disk without passing through the page cache. Filling
-gigabytes of page cache costs a page fault per 4 KiB (and, on a virtual machine, often a trip to
-the host), which showed as the largest system-time item of a 1 GiB upload; a direct write costs
-the disk's time, during which the GIL is free. The head of the file stays in the page cache, where
-format identification reads it. Where ``O_DIRECT`` is refused (tmpfs, other systems), the whole
-file is written through the cache.
+Past its first ``DIRECT_AFTER`` bytes, a large part is written with ``O_DIRECT`` (Linux), from two
+page-aligned buffers (a helper thread writes one while the other fills): its bytes go to the disk
+without passing through the page cache. Filling gigabytes of page cache costs a page fault per
+4 KiB (and, on a virtual machine, often a trip to the host), which showed as the largest
+system-time item of a 1 GiB upload; a direct write costs the disk's time, while the CPU hashes.
+The head of the file stays in the page cache, where format identification reads it. Where
+``O_DIRECT`` is refused (tmpfs, other systems), the whole file is written through the cache.
 
 A staged file is written once, by its :class:`FileSink`, and never opened for writing again:
 the ingest job may hand it to the local storage offer, which then hard-links the same inode
@@ -28,6 +28,7 @@ import mmap
 import os
 import shutil
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from archive_service.core.fingerprint import MultiHasher, fingerprint_bytes
@@ -77,7 +78,7 @@ class LocalStaging:
 
 #: Bytes of a part written through the page cache before switching to ``O_DIRECT``.
 DIRECT_AFTER = 8 * 1024 * 1024
-#: Size of the aligned buffer of a direct write (a multiple of any block size).
+#: Size of each of the two aligned buffers of direct writes (a multiple of any block size).
 DIRECT_BUFFER = 4 * 1024 * 1024
 _BLOCK = 4096
 _O_DIRECT: int = getattr(os, "O_DIRECT", 0)
@@ -102,24 +103,39 @@ def _set_direct(fd: int, on: bool) -> bool:
 
 
 class _DirectAppender:
-    """Appends to ``fd`` (at a block-aligned offset) with ``O_DIRECT``, through one buffer."""
+    """Appends to ``fd`` (from a block-aligned offset) with ``O_DIRECT``.
+
+    Two page-aligned buffers: while a helper thread writes a full one to the disk, the caller
+    fills the other (and hashes), so the disk's time overlaps the CPU's. At most one write is
+    in flight; its error, if any, is raised by the next ``write`` or by ``finish``.
+    """
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
-        self._map = mmap.mmap(-1, DIRECT_BUFFER)  # page-aligned, as O_DIRECT requires
-        self._view = memoryview(self._map)
+        self._maps = [mmap.mmap(-1, DIRECT_BUFFER) for _ in range(2)]  # page-aligned
+        self._views = [memoryview(m) for m in self._maps]
+        self._current = 0
         self._fill = 0
         self._direct = True
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="staging-write")
+        self._pending: Future[None] | None = None
 
     def write(self, data: memoryview) -> None:
         while data:
+            buffer = self._views[self._current]
             taken = min(len(data), DIRECT_BUFFER - self._fill)
-            self._view[self._fill : self._fill + taken] = data[:taken]
+            buffer[self._fill : self._fill + taken] = data[:taken]
             self._fill += taken
             data = data[taken:]
             if self._fill == DIRECT_BUFFER:
-                self._write(self._view)
-                self._fill = 0
+                self._wait()  # the other buffer is on disk: it can be filled next
+                self._pending = self._writer.submit(self._write, buffer)
+                self._current, self._fill = 1 - self._current, 0
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
 
     def _write(self, view: memoryview) -> None:
         if self._direct:
@@ -136,20 +152,28 @@ class _DirectAppender:
     def finish(self) -> None:
         """Write what is buffered: whole blocks directly, the last partial one through the
         page cache (``O_DIRECT`` writes whole blocks only)."""
-        whole = self._fill - self._fill % _BLOCK
-        if whole:
-            self._write(self._view[:whole])
-        if self._fill > whole:
-            if self._direct:
-                _set_direct(self._fd, on=False)
-            _write_all(self._fd, self._view[whole : self._fill])
-        self._fill = 0
-        self.release()
+        try:
+            self._wait()
+            buffer = self._views[self._current]
+            whole = self._fill - self._fill % _BLOCK
+            if whole:
+                self._write(buffer[:whole])
+            if self._fill > whole:
+                if self._direct:
+                    _set_direct(self._fd, on=False)
+                _write_all(self._fd, buffer[whole : self._fill])
+        finally:
+            self.release()
 
     def release(self) -> None:
-        self._view.release()
-        with contextlib.suppress(BufferError):
-            self._map.close()
+        """Wait for the write in flight (its error no longer matters) and free the buffers."""
+        self._writer.shutdown(wait=True)
+        self._pending = None
+        for view in self._views:
+            view.release()
+        for m in self._maps:
+            with contextlib.suppress(BufferError):
+                m.close()
 
 
 class FileSink:
