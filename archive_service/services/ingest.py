@@ -18,8 +18,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,8 @@ from archive_service.ports import (
 )
 
 PROCESS_JOB = "process_transfer"
+#: Blobs written to one offer at once (see step 4 of ``_archive``).
+STORE_WORKERS = 4
 TRANSFER_ROLES = frozenset({Role.PLATFORM, Role.ADMIN})
 
 
@@ -530,7 +534,9 @@ class IngestService:
 
         # 4. Every blob to every offer under write-once keys, then read back and compare. The
         #    last offer may adopt the staged files rather than copy them (the staging area
-        #    never writes to them again); earlier offers still read them.
+        #    never writes to them again); earlier offers, done before it, still read them.
+        #    Blobs go to an offer a few at a time: each write mostly waits for its fsyncs,
+        #    and concurrent fsyncs share the file system's journal commits.
         blobs: list[tuple[str, str, Path | bytes, str]] = []
         for entry, path in zip(meta.files, staged, strict=True):
             obj = objects[entry.path]
@@ -539,24 +545,30 @@ class IngestService:
         blobs.append(
             ("timestamp", f"{prefix}/manifest.tsr", token, hashlib.sha256(token).hexdigest())
         )
+        keys = [key for _, key, _, _ in blobs]
+        sources = [source for _, _, source, _ in blobs]
+        digests = [sha for _, _, _, sha in blobs]
         copies: list[CopyRecord] = []
-        for index, offer in enumerate(self._offers):
-            last = index == len(self._offers) - 1
-            for kind, key, source, sha in blobs:
-                stored = self._put(offer, key, source, sha, consume=last)
-                copies.append(
-                    CopyRecord(
-                        tenant_id=transfer.tenant_id,
-                        package_id=transfer.package_id,
-                        kind=kind,
-                        offer=offer.name,
-                        key=key,
-                        size=stored[0],
-                        sha256=sha,
-                        stored_at=self._clock.now(),
-                        version_id=stored[1],
+        with ThreadPoolExecutor(max_workers=STORE_WORKERS, thread_name_prefix="store") as pool:
+            for index, offer in enumerate(self._offers):
+                put = partial(self._put, offer, consume=index == len(self._offers) - 1)
+                stored = pool.map(put, keys, sources, digests)
+                for (kind, key, _source, sha), (size, version_id) in zip(
+                    blobs, stored, strict=True
+                ):
+                    copies.append(
+                        CopyRecord(
+                            tenant_id=transfer.tenant_id,
+                            package_id=transfer.package_id,
+                            kind=kind,
+                            offer=offer.name,
+                            key=key,
+                            size=size,
+                            sha256=sha,
+                            stored_at=self._clock.now(),
+                            version_id=version_id,
+                        )
                     )
-                )
 
         # 5. The commit point: the package exists once this transaction commits.
         self._commit_package(transfer, meta, root, objects, manifest, token, info.gen_time, copies)
