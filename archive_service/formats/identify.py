@@ -30,6 +30,7 @@ import re
 import tempfile
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -44,6 +45,9 @@ _logger = logging.getLogger(__name__)
 OCTET_STREAM = "application/octet-stream"
 _UNKNOWN_PUID = "UNKNOWN"
 _SAFE_SUFFIX = re.compile(r"\.[A-Za-z0-9_+-]{1,16}")
+#: From this many files, :meth:`MagicSiegfriedIdentifier.identify_many` runs libmagic on
+#: several threads.
+MAGIC_BATCH = 16
 
 _scanner_lock = threading.Lock()
 _scanner: Any = None
@@ -143,19 +147,50 @@ class MagicSiegfriedIdentifier:
     """The :class:`archive_service.ports.FormatIdentifier` adapter: libmagic + Siegfried.
 
     ``workers`` is the Go-side concurrency of :meth:`identify_many` (pygfried holds the GIL
-    while it identifies, so Python threads do not run scans in parallel).
+    while it identifies, so Python threads do not run scans in parallel). libmagic, called
+    through ctypes, does release it: :meth:`identify_many` runs it on ``magic_threads``
+    threads, each with its own cookie, for batches of at least ``MAGIC_BATCH`` files (text
+    files cost libmagic about 2 ms each, in its pattern tests).
     """
 
-    def __init__(self, *, workers: int = 1) -> None:
+    def __init__(self, *, workers: int = 1, magic_threads: int = 2) -> None:
         if not 1 <= workers <= 1024:
             msg = "workers must be between 1 and 1024"
             raise ValueError(msg)
+        if not 1 <= magic_threads <= 64:
+            msg = "magic_threads must be between 1 and 64"
+            raise ValueError(msg)
         self._workers = workers
-        self._magic = magic.Magic(mime=True)  # has its own lock: libmagic cookies are not
+        # Each Magic has its own lock: a libmagic cookie is not thread-safe. More are made
+        # on the first batch that uses them.
+        self._magic = magic.Magic(mime=True)
+        self._magic_threads = magic_threads
+        self._cookies: list[magic.Magic] = [self._magic]
+        self._cookies_lock = threading.Lock()
 
     def mime_type(self, path: Path) -> str:
         """libmagic's MIME type of the bytes at ``path`` (never empty)."""
         return _mime_of(self._magic.from_file(str(path)))
+
+    def _mime_types(self, paths: list[Path]) -> list[str]:
+        """libmagic's MIME types of ``paths``, in order; a large batch on several threads."""
+        if len(paths) < MAGIC_BATCH or self._magic_threads == 1:
+            return [self.mime_type(p) for p in paths]
+        with self._cookies_lock:
+            while len(self._cookies) < self._magic_threads:
+                self._cookies.append(magic.Magic(mime=True))
+            cookies = list(self._cookies)
+        count = len(cookies)
+
+        def share(index: int) -> list[str]:
+            return [_mime_of(cookies[index].from_file(str(p))) for p in paths[index::count]]
+
+        with ThreadPoolExecutor(max_workers=count, thread_name_prefix="magic") as pool:
+            shares = list(pool.map(share, range(count)))
+        mimes = [""] * len(paths)
+        for index, share_of in enumerate(shares):
+            mimes[index::count] = share_of
+        return mimes
 
     def identify(self, path: Path, *, filename: str, declared_mime: str | None) -> FormatInfo:
         """Identify one file; ``filename`` is the sender's name for it (for its extension)."""
@@ -186,7 +221,7 @@ class MagicSiegfriedIdentifier:
                 msg = f"not a regular file: {path}"
                 raise FileNotFoundError(msg)
 
-        mimes = [self.mime_type(p) for p in paths]
+        mimes = self._mime_types(paths)
         scanner = _siegfried()
         with ExitStack() as stack:
             shown = self._names_for_siegfried(paths, names, stack)

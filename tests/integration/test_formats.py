@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from archive_service.core.model import FormatInfo
-from archive_service.formats.identify import MagicSiegfriedIdentifier
+from archive_service.formats.identify import MAGIC_BATCH, MagicSiegfriedIdentifier
 from tests.fixtures.dossier import (
     csv_bytes,
     docx_bytes,
@@ -199,9 +199,12 @@ def test_identify_many_matches_identify_in_order(
 def test_parallel_workers_give_the_same_answers(tmp_path: Path) -> None:
     metadata, paths = make_dossier(tmp_path)
     names = [entry["path"] for entry in metadata["files"]]
-    serial = MagicSiegfriedIdentifier().identify_many(paths, filenames=names)
+    paths, names = paths * 2, names * 2  # a batch large enough for libmagic's threads
+    assert len(paths) >= MAGIC_BATCH
+    serial = MagicSiegfriedIdentifier(magic_threads=1).identify_many(paths, filenames=names)
     parallel = MagicSiegfriedIdentifier(workers=4).identify_many(paths, filenames=names)
     assert parallel == serial
+    assert MagicSiegfriedIdentifier(magic_threads=3).identify_many(paths, filenames=names) == serial
 
 
 def test_threads_share_one_identifier(
