@@ -147,13 +147,16 @@ class MagicSiegfriedIdentifier:
     """The :class:`archive_service.ports.FormatIdentifier` adapter: libmagic + Siegfried.
 
     ``workers`` is the Go-side concurrency of :meth:`identify_many` (pygfried holds the GIL
-    while it identifies, so Python threads do not run scans in parallel). libmagic, called
-    through ctypes, does release it: :meth:`identify_many` runs it on ``magic_threads``
-    threads, each with its own cookie, for batches of at least ``MAGIC_BATCH`` files (text
-    files cost libmagic about 2 ms each, in its pattern tests).
+    while it identifies, so Python threads do not run scans in parallel); by default one per
+    CPU, up to four (two workers took 500 small files from 0.88 s to 0.60 s on two
+    hyperthreads). libmagic, called through ctypes, does release the GIL: ``identify_many``
+    runs it on ``magic_threads`` threads, each with its own cookie, for batches of at least
+    ``MAGIC_BATCH`` files (text files cost libmagic about 2 ms each, in its pattern tests).
     """
 
-    def __init__(self, *, workers: int = 1, magic_threads: int = 2) -> None:
+    def __init__(self, *, workers: int | None = None, magic_threads: int = 2) -> None:
+        if workers is None:
+            workers = max(1, min(4, os.cpu_count() or 1))
         if not 1 <= workers <= 1024:
             msg = "workers must be between 1 and 1024"
             raise ValueError(msg)
