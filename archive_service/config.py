@@ -28,6 +28,13 @@ class Settings(BaseSettings):
     storage_dir: Path | None = None
     """Local storage offer directory; default ``<data_dir>/storage``."""
 
+    storage_offers: list[dict[str, Any]] = Field(default_factory=list)
+    """Storage offers in read-preference order, as a JSON list. Each is
+    ``{"name", "kind": "s3", "endpoint_url", "bucket", "access_key", "secret_key"
+    (or "secret_key_file"), "region", "path_style", "min_retention_days"}`` or
+    ``{"name", "kind": "local", "path"}``. Empty: one local offer in ``<data_dir>/storage``.
+    A package is accepted only when every offer holds it."""
+
     staging_dir: Path | None = None
     """Where uploads land while they are hashed; default ``<data_dir>/staging``."""
 
@@ -55,6 +62,8 @@ class Settings(BaseSettings):
     """Identifier of the archives service (SEDA ArchivalAgency) when a tenant has none."""
 
     task_runner: Literal["inprocess", "celery"] = "inprocess"
+    job_lease_seconds: int = 1800
+    """How long one job holds a transfer before another may take it over (crash recovery)."""
     inprocess_workers: int = 2
 
     # --- Celery workers (task_runner="celery"; `archive-service worker` / `beat`) ------------

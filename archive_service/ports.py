@@ -349,6 +349,13 @@ class TransferRepository(Protocol):
 
     def unfinished(self) -> list[str]: ...
 
+    def claim(self, transfer_id: str, *, now: datetime, until: datetime) -> bool:
+        """Take the processing lease if the transfer is unfinished and nobody holds a live
+        lease on it; atomic (one conditional UPDATE). True when taken."""
+        ...
+
+    def release(self, transfer_id: str) -> None: ...
+
 
 class ArchiveRepository(Protocol):
     def add_package(self, package: PackageRecord) -> None: ...

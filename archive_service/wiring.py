@@ -31,6 +31,7 @@ from archive_service.services.ingest import PROCESS_JOB, IngestService
 from archive_service.services.retrieval import RetrievalService
 from archive_service.services.tenancy import TenancyService
 from archive_service.storage.local import LocalDirectoryStore
+from archive_service.storage.s3 import S3OfferConfig
 from archive_service.storage.staging import LocalStaging
 from archive_service.tsa.builtin import BuiltinTimestampAuthority
 from archive_service.tsa.http import HttpTimestampAuthority
@@ -99,15 +100,45 @@ def build_tsa(settings: Settings, clock: SystemClock) -> TimestampAuthority:
     return BuiltinTimestampAuthority(settings.tsa_dir, clock=clock)
 
 
+def build_offers(settings: Settings) -> tuple[BlobStore, ...]:
+    """The storage offers of the settings, in read-preference order."""
+    if not settings.storage_offers:
+        return (LocalDirectoryStore("local", settings.resolved_storage_dir),)
+    offers: list[BlobStore] = []
+    for raw in settings.storage_offers:
+        spec = dict(raw)
+        kind = spec.pop("kind", "s3")
+        if "secret_key_file" in spec:
+            spec["secret_key"] = Path(str(spec.pop("secret_key_file"))).read_text().strip()
+        if kind == "local":
+            name, path = spec.get("name"), spec.get("path")
+            if not name or not path:
+                raise ConfigurationError("a local storage offer needs a name and a path")
+            offers.append(LocalDirectoryStore(str(name), Path(str(path))))
+        elif kind == "s3":
+            offers.append(S3OfferConfig.from_mapping(spec).store())
+        else:
+            raise ConfigurationError(f"unknown storage offer kind {kind!r} (s3 or local)")
+    names = [o.name for o in offers]
+    if len(set(names)) != len(names):
+        raise ConfigurationError(f"storage offer names must be unique: {names}")
+    return tuple(offers)
+
+
 def check_production(settings: Settings) -> None:
     if settings.environment != "production" or settings.allow_dev_defaults:
         return
     problems = []
     if not settings.tsa_url:
         problems.append("the built-in TSA (set ARCHIVE_TSA_URL)")
-    problems.append("local-directory storage (S3 offers arrive in a later step)")
+    if not settings.storage_offers or any(
+        o.get("kind", "s3") == "local" for o in settings.storage_offers
+    ):
+        problems.append("local-directory storage (configure S3 offers in ARCHIVE_STORAGE_OFFERS)")
     if settings.api_key_pepper.get_secret_value() == "dev-pepper-change-me":
         problems.append("the default ARCHIVE_API_KEY_PEPPER")
+    if not problems:
+        return
     raise ConfigurationError(
         "production mode refuses development defaults: "
         + "; ".join(problems)
@@ -131,7 +162,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         upgrade(engine)
     search_factory = PostgresFtsIndex if engine.dialect.name == "postgresql" else SqliteFtsIndex
     uow = uow_factory(engine, search_factory)
-    offers: tuple[BlobStore, ...] = (LocalDirectoryStore("local", settings.resolved_storage_dir),)
+    offers = build_offers(settings)
     staging = LocalStaging(
         settings.resolved_staging_dir,
         max_file_size=settings.max_file_size,
@@ -152,6 +183,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         runner=runner,
         seda_version=settings.seda_version,
         decp_validator=decp_validator(settings.decp_schema_path),
+        lease_seconds=settings.job_lease_seconds,
     )
     runner.register(PROCESS_JOB, ingest.process)
     return Services(
@@ -179,6 +211,8 @@ def resume_unfinished(services: Services) -> int:
     """
     if isinstance(services.runner, CeleryRunner):
         return 0
+    # This process is the only one running jobs: a lease left by a crashed run is stale.
+    services.ingest.release_leases()
     pending = services.ingest.unfinished()
     for transfer_id in pending:
         services.runner.submit(PROCESS_JOB, transfer_id)

@@ -7,6 +7,7 @@ manifest from the same inputs gives the same bytes.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from datetime import datetime
@@ -38,3 +39,13 @@ def new_id(prefix: str, at: datetime) -> str:
         msg = f"bad id prefix {prefix!r}"
         raise ValueError(msg)
     return f"{prefix}-{ulid(at)}"
+
+
+def derived_id(prefix: str, at: datetime, seed: str) -> str:
+    """Like :func:`new_id`, but the random part comes from ``seed``: the same inputs give the
+    same identifier. Used where a job that runs again must rebuild byte-identical output
+    (the manifest of a transfer resumed after a crash)."""
+    if not re.fullmatch(r"[a-z]{2,4}", prefix):
+        msg = f"bad id prefix {prefix!r}"
+        raise ValueError(msg)
+    return f"{prefix}-{ulid(at, hashlib.sha256(seed.encode()).digest()[:10])}"

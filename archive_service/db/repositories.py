@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from archive_service.db import tables as t
@@ -238,6 +238,29 @@ class SqlTransferRepository:
         if attempts is not None:
             row.attempts = attempts
         self._s.flush()
+
+    def claim(self, transfer_id: str, *, now: datetime, until: datetime) -> bool:
+        result = self._s.execute(
+            update(t.Transfer)
+            .where(
+                t.Transfer.id == transfer_id,
+                t.Transfer.status.in_(
+                    [TransferStatus.RECEIVED.value, TransferStatus.PROCESSING.value]
+                ),
+                or_(t.Transfer.lease_until.is_(None), t.Transfer.lease_until < now),
+            )
+            .values(lease_until=until)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0) == 1)
+
+    def release(self, transfer_id: str) -> None:
+        self._s.execute(
+            update(t.Transfer)
+            .where(t.Transfer.id == transfer_id)
+            .values(lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
 
     def unfinished(self) -> list[str]:
         return list(

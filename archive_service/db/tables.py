@@ -121,6 +121,8 @@ class Transfer(Base):
     archive_unit_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     package_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    """While set and in the future, one job holds the transfer; others leave it alone."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 

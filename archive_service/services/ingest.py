@@ -16,17 +16,18 @@ Two steps (DESIGN.md §3):
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from archive_service.core.fingerprint import sha256_stream
-from archive_service.core.ids import new_id
+from archive_service.core.ids import derived_id, new_id
 from archive_service.core.model import (
     AccessRule,
     AppraisalRule,
@@ -65,6 +66,7 @@ from archive_service.ports import (
     Clock,
     CopyRecord,
     FormatIdentifier,
+    LockingBlobStore,
     LogEvent,
     ManifestValidator,
     ObjectRecord,
@@ -193,6 +195,7 @@ class IngestService:
         runner: TaskRunner,
         seda_version: str = "2.3",
         decp_validator: Callable[[dict[str, Any]], list[str]] | None = None,
+        lease_seconds: int = 1800,
     ) -> None:
         if not offers:
             msg = "at least one storage offer is required"
@@ -208,6 +211,7 @@ class IngestService:
         self._runner = runner
         self._seda_version = seda_version
         self._decp_validator = decp_validator
+        self._lease = timedelta(seconds=lease_seconds)
 
     # -- step 1: receive -------------------------------------------------------------------
 
@@ -411,17 +415,23 @@ class IngestService:
         Raises ``Unavailable`` when a dependency is down: the transfer stays unfinished with
         the reason in its status, and the job is retried.
         """
+        # One job at a time: a second delivery of the same job (broker redelivery, the resume
+        # job, a restart) finds the lease taken and comes back later, so two runs never write
+        # or clean up the same keys at once.
         with self._uow() as uow:
             transfer = uow.transfers.get_any_tenant(transfer_id)
             if transfer is None:
                 raise NotFound(f"no transfer {transfer_id}")
             if transfer.status in (TransferStatus.ACCEPTED, TransferStatus.REJECTED):
                 return transfer.status
+            now = self._clock.now()
+            if not uow.transfers.claim(transfer.id, now=now, until=now + self._lease):
+                raise Unavailable(f"transfer {transfer.id} is being archived by another job")
             tenant = uow.tenancy.get_tenant(transfer.tenant_id)
             uow.transfers.update_status(
                 transfer.id,
                 TransferStatus.PROCESSING,
-                at=self._clock.now(),
+                at=now,
                 attempts=transfer.attempts + 1,
             )
             uow.commit()
@@ -436,13 +446,30 @@ class IngestService:
                     at=self._clock.now(),
                     reasons=[{"code": exc.code, "message": f"waiting: {exc.message}"}],
                 )
+                uow.transfers.release(transfer.id)
                 uow.commit()
             raise
         except ArchiveError as exc:
             self._reject(transfer, exc)
             return TransferStatus.REJECTED
+        except BaseException:
+            # An unexpected failure: give the lease back so that a later job can resume.
+            with self._uow() as uow:
+                uow.transfers.release(transfer.id)
+                uow.commit()
+            raise
         self._staging.discard(transfer.staging_dir)
         return TransferStatus.ACCEPTED
+
+    def release_leases(self) -> int:
+        """Free every processing lease; only for a single process starting up, when no other
+        job can be running (the in-process runner)."""
+        ids = self.unfinished()
+        with self._uow() as uow:
+            for transfer_id in ids:
+                uow.transfers.release(transfer_id)
+            uow.commit()
+        return len(ids)
 
     def _reject(self, transfer: TransferRecord, exc: ArchiveError) -> None:
         self._remove_written(transfer)
@@ -471,11 +498,20 @@ class IngestService:
         prefix = storage_prefix(transfer.tenant_id, transfer.package_id) + "/"
         for offer in self._offers:
             for key in list(offer.iter_keys(prefix)):
-                offer.delete(key)
+                try:
+                    offer.delete(key)
+                except Conflict:
+                    # Already locked (the failure came after the lock step): it cannot be
+                    # removed before its retention ends; the copies table never names it.
+                    continue
 
     def _archive(self, transfer: TransferRecord, agency: str) -> None:
         meta, _ = with_decp_record(parse_metadata(transfer.metadata, decp_validator=None))
-        now = self._clock.now()
+        # The manifest is dated by the transfer's arrival and its unit ids derive from the
+        # transfer id, so a job that runs again rebuilds the same bytes and finds its own
+        # earlier copies (which may already be locked on S3) identical.
+        now = transfer.created_at
+        counter = itertools.count()
         prefix = storage_prefix(transfer.tenant_id, transfer.package_id)
         files = {f.path: f for f in transfer.files}
 
@@ -507,7 +543,10 @@ class IngestService:
 
         # 2. The ArchiveUnit tree with its rules, then the manifest, validated before storage.
         root = build_dossier_tree(
-            meta, objects, self._referential, new_id=lambda prefix_: new_id(prefix_, now)
+            meta,
+            objects,
+            self._referential,
+            new_id=lambda prefix_: derived_id(prefix_, now, f"{transfer.id}/{next(counter)}"),
         )
         manifest = build_archive_transfer(
             TransferManifestInput(
@@ -527,10 +566,12 @@ class IngestService:
         manifest_sha256 = hashlib.sha256(manifest).digest()
 
         # 3. RFC 3161 token over SHA-256 of the manifest bytes, verified before we rely on it.
-        token = self._tsa.timestamp(manifest_sha256, hash_algorithm="sha256")
-        info = verify_timestamp(
-            token, digest=manifest_sha256, chain_pem=self._tsa.certificate_chain_pem()
-        )
+        #    A token an earlier attempt stored for these very bytes is kept, not replaced.
+        chain = self._tsa.certificate_chain_pem()
+        token = self._stored_token(f"{prefix}/manifest.tsr", manifest_sha256, chain)
+        if token is None:
+            token = self._tsa.timestamp(manifest_sha256, hash_algorithm="sha256")
+        info = verify_timestamp(token, digest=manifest_sha256, chain_pem=chain)
 
         # 4. Every blob to every offer under write-once keys, then read back and compare. The
         #    last offer may adopt the staged files rather than copy them (the staging area
@@ -570,8 +611,63 @@ class IngestService:
                         )
                     )
 
-        # 5. The commit point: the package exists once this transaction commits.
+        # 5. Lock every copy on offers with Object Lock (retention until the end of the DUA,
+        #    or the offer's minimum while the start event is pending), then the commit point:
+        #    the package exists once this transaction commits.
+        self._lock_copies(copies, root, objects)
         self._commit_package(transfer, meta, root, objects, manifest, token, info.gen_time, copies)
+
+    def _stored_token(self, key: str, digest: bytes, chain: bytes) -> bytes | None:
+        for offer in self._offers:
+            if offer.stat(key) is None:
+                continue
+            with offer.open(key) as stream:
+                token = stream.read()
+            try:
+                verify_timestamp(token, digest=digest, chain_pem=chain)
+            except ArchiveError:
+                return None
+            return token
+        return None
+
+    def _lock_copies(
+        self, copies: Sequence[CopyRecord], root: ArchiveUnitNode, objects: dict[str, DataObject]
+    ) -> None:
+        """Apply COMPLIANCE retention to every copy on a locking offer (only ever extends)."""
+        lockers = {o.name: o for o in self._offers if isinstance(o, LockingBlobStore)}
+        if not lockers:
+            return
+        now = self._clock.now()
+        end_by_object: dict[str, date] = {}
+
+        def visit(node: ArchiveUnitNode, inherited: date | None) -> None:
+            rule = node.appraisal
+            end = rule.end_date if rule is not None else inherited
+            for ref in node.data_object_ids:
+                if end is not None:
+                    end_by_object[ref] = end
+            for child in node.children:
+                visit(child, end)
+
+        visit(root, None)
+        uri_to_object = {o.uri: o.id for o in objects.values()}
+        package_end = max(end_by_object.values(), default=None)
+
+        def until(end: date | None) -> datetime:
+            if end is None:
+                return now  # pending: the offer's configured minimum applies
+            return max(now, datetime.combine(end, time.min, tzinfo=UTC))
+
+        for copy in copies:
+            offer = lockers.get(copy.offer)
+            if offer is None or copy.version_id is None:
+                continue
+            if copy.kind == "object":
+                uri = copy.key[copy.key.find("content/") :]
+                end = end_by_object.get(uri_to_object.get(uri, ""))
+            else:
+                end = package_end
+            offer.lock(copy.key, version_id=copy.version_id, retain_until=until(end))
 
     def _put(
         self, offer: BlobStore, key: str, source: Path | bytes, sha256: str, *, consume: bool
