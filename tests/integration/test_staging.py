@@ -64,3 +64,13 @@ def test_size_limit_and_abort(tmp_path: Path) -> None:
     sink.abort()
     upload.discard()
     assert staging.leftovers() == []
+
+
+def test_without_o_direct_everything_goes_through_the_page_cache(
+    staging: LocalStaging, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from archive_service.storage import staging as module
+
+    monkeypatch.setattr(module, "_set_direct", lambda fd, on: False)  # as tmpfs on old kernels
+    data = random.Random(2).randbytes(DIRECT_AFTER + DIRECT_BUFFER + 99)
+    _stage(staging, data, [DIRECT_AFTER - 1, 2])

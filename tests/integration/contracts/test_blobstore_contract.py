@@ -13,6 +13,7 @@ files, digest sidecars).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import threading
@@ -499,6 +500,25 @@ def test_local_adopts_a_large_file_reading_it_back_from_disk(
         make_large_file(other, size, seed=6)
         local.put_file("t/other", other, sha256=digest, consume=True)
     assert local.stat("t/other") is None
+
+
+def test_local_reads_back_through_the_page_cache_where_o_direct_is_refused(
+    local: LocalDirectoryStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fcntl
+
+    real_fcntl = fcntl.fcntl
+
+    def refuse_o_direct(fd: int, cmd: int, arg: int = 0) -> int:
+        if cmd == fcntl.F_SETFL and arg & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "O_DIRECT not supported")
+        return real_fcntl(fd, cmd, arg)
+
+    monkeypatch.setattr(fcntl, "fcntl", refuse_o_direct)
+    source = tmp_path / "large.bin"
+    digest = make_large_file(source, DIRECT_READ_SIZE + 1, seed=9)
+    blob = local.put_file("t/large", source, sha256=digest, consume=True)
+    assert blob.read_back and blob.sha256 == digest
 
 
 def test_local_stale_temporary_files_are_removed(tmp_path: Path) -> None:
