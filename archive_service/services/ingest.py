@@ -53,6 +53,7 @@ from archive_service.core.seda.reply import build_transfer_reply
 from archive_service.core.timestamp import verify_timestamp
 from archive_service.errors import (
     ArchiveError,
+    ConfigurationError,
     Conflict,
     Forbidden,
     InvalidInput,
@@ -437,7 +438,12 @@ class IngestService:
             uow.commit()
         agency = tenant.archival_agency_identifier if tenant else transfer.tenant_id
         try:
-            self._archive(transfer, agency)
+            try:
+                self._archive(transfer, agency)
+            except ConfigurationError as exc:
+                # The operator's to fix (an offer misconfigured), not the sender's fault: the
+                # transfer waits, with the reason, instead of being rejected.
+                raise Unavailable(f"configuration: {exc.message}") from exc
         except Unavailable as exc:
             with self._uow() as uow:
                 uow.transfers.update_status(

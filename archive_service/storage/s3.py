@@ -113,6 +113,10 @@ _NO_RETENTION_CODES = frozenset(
 _AUTH_CODES = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"})
 
 
+class MissingBucket(ConfigurationError):
+    """The offer's bucket does not exist (yet: it is created on the first write)."""
+
+
 class ObjectLocked(Conflict):
     """The S3 server refused to delete a version: it is under retention or legal hold."""
 
@@ -477,7 +481,7 @@ class S3BlobStore:
         if status >= 500 or code in _RETRYABLE_CODES:
             return Unavailable(f"{where}: the S3 server failed ({detail})")
         if code == "NoSuchBucket":
-            return ConfigurationError(f"{where}: bucket {self.bucket} does not exist")
+            return MissingBucket(f"{where}: bucket {self.bucket} does not exist")
         if code in _MISSING_CODES or status == 404:
             return NotFound(f"{where}: not found ({detail})")
         if code in ("PreconditionFailed", "ConditionalRequestConflict") or status == 412:
@@ -557,6 +561,13 @@ class S3BlobStore:
 
     def _versions(self, key: str) -> list[dict[str, Any]]:
         """Object versions of exactly ``key``, newest first (delete markers left out)."""
+        try:
+            return self._list_versions(key)
+        except MissingBucket:
+            # The bucket is created on the first write: before it, no key exists.
+            return []
+
+    def _list_versions(self, key: str) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": key, "MaxKeys": 100}
         with self._translated("list versions of", key):
@@ -804,10 +815,13 @@ class S3BlobStore:
         if prefix:
             validate_key(prefix.rstrip("/") or "/")
         paginator = self._s3.get_paginator("list_objects_v2")
-        with self._translated("list", prefix or "/"):
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-                for item in page.get("Contents", []):
-                    yield item["Key"]
+        try:
+            with self._translated("list", prefix or "/"):
+                for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                    for item in page.get("Contents", []):
+                        yield item["Key"]
+        except MissingBucket:
+            return  # created on the first write: before it, there is nothing to list
 
     # -- cleaning --------------------------------------------------------------------------
 
