@@ -62,8 +62,9 @@ class Settings(BaseSettings):
     """Identifier of the archives service (SEDA ArchivalAgency) when a tenant has none."""
 
     task_runner: Literal["inprocess", "celery"] = "inprocess"
-    job_lease_seconds: int = 1800
-    """How long one job holds a transfer before another may take it over (crash recovery)."""
+    job_lease_seconds: int = Field(default=120, ge=1)
+    """A job holds its transfer for this long and renews it every third of it while it runs;
+    when a job dies, another may take the transfer over once the lease has run out."""
     inprocess_workers: int = 2
 
     # --- Celery workers (task_runner="celery"; `archive-service worker` / `beat`) ------------

@@ -354,6 +354,10 @@ class TransferRepository(Protocol):
         lease on it; atomic (one conditional UPDATE). True when taken."""
         ...
 
+    def renew(self, transfer_id: str, *, until: datetime) -> None:
+        """Extend the lease of the job that holds it (its heartbeat)."""
+        ...
+
     def release(self, transfer_id: str) -> None: ...
 
 

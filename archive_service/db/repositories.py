@@ -254,6 +254,14 @@ class SqlTransferRepository:
         )
         return bool(getattr(result, "rowcount", 0) == 1)
 
+    def renew(self, transfer_id: str, *, until: datetime) -> None:
+        self._s.execute(
+            update(t.Transfer)
+            .where(t.Transfer.id == transfer_id)
+            .values(lease_until=until)
+            .execution_options(synchronize_session=False)
+        )
+
     def release(self, transfer_id: str) -> None:
         self._s.execute(
             update(t.Transfer)

@@ -18,8 +18,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from collections.abc import Callable, Sequence
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
@@ -85,6 +88,7 @@ from archive_service.ports import (
 )
 
 PROCESS_JOB = "process_transfer"
+_logger = logging.getLogger(__name__)
 #: Blobs written to one offer at once (see step 4 of ``_archive``).
 STORE_WORKERS = 4
 TRANSFER_ROLES = frozenset({Role.PLATFORM, Role.ADMIN})
@@ -439,7 +443,8 @@ class IngestService:
         agency = tenant.archival_agency_identifier if tenant else transfer.tenant_id
         try:
             try:
-                self._archive(transfer, agency)
+                with self._heartbeat(transfer.id):
+                    self._archive(transfer, agency)
             except ConfigurationError as exc:
                 # The operator's to fix (an offer misconfigured), not the sender's fault: the
                 # transfer waits, with the reason, instead of being rejected.
@@ -466,6 +471,30 @@ class IngestService:
             raise
         self._staging.discard(transfer.staging_dir)
         return TransferStatus.ACCEPTED
+
+    @contextmanager
+    def _heartbeat(self, transfer_id: str) -> Iterator[None]:
+        """Renew the lease every third of its length while the job runs, so that a live job
+        keeps the transfer and a dead one (``kill -9``, lost host) lets it go within one lease."""
+        stop = threading.Event()
+        period = self._lease.total_seconds() / 3
+
+        def beat() -> None:
+            while not stop.wait(period):
+                try:
+                    with self._uow() as uow:
+                        uow.transfers.renew(transfer_id, until=self._clock.now() + self._lease)
+                        uow.commit()
+                except Exception:  # a missed beat only shortens the lease
+                    _logger.warning("transfer.lease_renewal_failed", extra={"id": transfer_id})
+
+        thread = threading.Thread(target=beat, name=f"lease-{transfer_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def release_leases(self) -> int:
         """Free every processing lease; only for a single process starting up, when no other

@@ -160,6 +160,8 @@ def celery_env(root: Path, broker_url: str, tsa: SwitchedTsa, **overrides: Any) 
             "celery_task_max_retries": 6,
             "celery_resume_after_seconds": 600,
             "celery_resume_every_seconds": 1,
+            # A killed worker's lease must run out quickly for its job to be taken over.
+            "job_lease_seconds": 3,
             **overrides,
         }
     )
