@@ -564,6 +564,8 @@ class S3BlobStore:
         try:
             return self._list_versions(key)
         except MissingBucket:
+            if not self.create_bucket:
+                raise  # it should exist: the operator's configuration is wrong
             # The bucket is created on the first write: before it, no key exists.
             return []
 
@@ -821,6 +823,8 @@ class S3BlobStore:
                     for item in page.get("Contents", []):
                         yield item["Key"]
         except MissingBucket:
+            if not self.create_bucket:
+                raise  # it should exist: the operator's configuration is wrong
             return  # created on the first write: before it, there is nothing to list
 
     # -- cleaning --------------------------------------------------------------------------
