@@ -22,7 +22,6 @@ from sqlalchemy import (
     ColumnElement,
     String,
     Text,
-    and_,
     column,
     func,
     literal,
@@ -35,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from archive_service.db import tables as t
 from archive_service.ports import SearchPage, SearchQuery, UnitRecord
-from archive_service.search.sqlite_fts import decode_cursor, encode_cursor
+from archive_service.search.common import dossier_select, run_page
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_WORDS = 20
@@ -86,19 +85,7 @@ class PostgresFtsIndex:
         )
 
     def search(self, query: SearchQuery) -> SearchPage:
-        unit = t.ArchiveUnit
-        conditions = [unit.tenant_id == query.tenant_id, unit.parent_id.is_(None)]
-        if query.buyer:
-            conditions.append(unit.organization_siret == query.buyer)
-        if query.cpv:
-            conditions.append(unit.cpv.startswith(query.cpv, autoescape=True))
-        if query.notified_from:
-            conditions.append(unit.notification_date >= query.notified_from)
-        if query.notified_to:
-            conditions.append(unit.notification_date <= query.notified_to)
-        if query.cursor:
-            conditions.append(unit.id < decode_cursor(query.cursor))
-        stmt = select(unit.id).where(and_(*conditions))
+        stmt = dossier_select(query)
         if query.text:
             words = tsquery(query.text)
             if words is None:
@@ -107,8 +94,5 @@ class PostgresFtsIndex:
                 unit_search.c.tenant_id == query.tenant_id,
                 unit_search.c.document.op("@@", return_type=Boolean)(words),
             )
-            stmt = stmt.where(unit.id.in_(matching))
-        rows = self._s.scalars(stmt.order_by(unit.id.desc()).limit(query.limit + 1)).all()
-        ids = tuple(rows[: query.limit])
-        next_cursor = encode_cursor(ids[-1]) if len(rows) > query.limit and ids else None
-        return SearchPage(unit_ids=ids, next_cursor=next_cursor)
+            stmt = stmt.where(t.ArchiveUnit.id.in_(matching))
+        return run_page(self._s, stmt, query.limit)

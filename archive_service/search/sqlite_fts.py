@@ -7,14 +7,14 @@ never be read as FTS5 query syntax.
 
 from __future__ import annotations
 
-import base64
 import re
 
-from sqlalchemy import and_, select, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from archive_service.db import tables as t
 from archive_service.ports import SearchPage, SearchQuery, UnitRecord
+from archive_service.search.common import dossier_select, run_page
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
@@ -25,19 +25,6 @@ def fts_expression(user_text: str) -> str | None:
     if not tokens:
         return None
     return " AND ".join('"' + tok.replace('"', '""') + '"*' for tok in tokens[:20])
-
-
-def encode_cursor(unit_id: str) -> str:
-    return base64.urlsafe_b64encode(unit_id.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        return base64.urlsafe_b64decode(padded.encode()).decode()
-    except (ValueError, UnicodeDecodeError):
-        msg = "invalid cursor"
-        raise ValueError(msg) from None
 
 
 class SqliteFtsIndex:
@@ -61,19 +48,7 @@ class SqliteFtsIndex:
         )
 
     def search(self, query: SearchQuery) -> SearchPage:
-        unit = t.ArchiveUnit
-        conditions = [unit.tenant_id == query.tenant_id, unit.parent_id.is_(None)]
-        if query.buyer:
-            conditions.append(unit.organization_siret == query.buyer)
-        if query.cpv:
-            conditions.append(unit.cpv.startswith(query.cpv, autoescape=True))
-        if query.notified_from:
-            conditions.append(unit.notification_date >= query.notified_from)
-        if query.notified_to:
-            conditions.append(unit.notification_date <= query.notified_to)
-        if query.cursor:
-            conditions.append(unit.id < decode_cursor(query.cursor))
-        stmt = select(unit.id).where(and_(*conditions))
+        stmt = dossier_select(query)
         if query.text:
             expr = fts_expression(query.text)
             if expr is None:
@@ -82,8 +57,5 @@ class SqliteFtsIndex:
                 "SELECT unit_id FROM unit_search WHERE unit_search MATCH :expr "
                 "AND tenant_id = :tenant"
             ).bindparams(expr=expr, tenant=query.tenant_id)
-            stmt = stmt.where(unit.id.in_(matching.columns(unit_id=t.ArchiveUnit.id.type)))
-        rows = self._s.scalars(stmt.order_by(unit.id.desc()).limit(query.limit + 1)).all()
-        ids = tuple(rows[: query.limit])
-        next_cursor = encode_cursor(ids[-1]) if len(rows) > query.limit and ids else None
-        return SearchPage(unit_ids=ids, next_cursor=next_cursor)
+            stmt = stmt.where(t.ArchiveUnit.id.in_(matching.columns(unit_id=t.ArchiveUnit.id.type)))
+        return run_page(self._s, stmt, query.limit)
