@@ -253,6 +253,18 @@ class IngestService:
             raise Forbidden(f"role {caller.role.value!r} may not transfer archives")
         meta = parse_metadata(raw_metadata, decp_validator=self._decp_validator)
         issues: list[Issue] = []
+        today = self._clock.now().date()
+        for event, when in meta.events.known():
+            # A rule cannot start in the future: such a date is a typing error, and it would
+            # make the manifest invalid long after the sender was told "received".
+            if when > today:
+                issues.append(
+                    Issue(
+                        "event-in-future",
+                        f"event {event} dated {when.isoformat()} is after today",
+                        f"/events/{event}",
+                    )
+                )
         by_name: dict[str, StagedFile] = {}
         # Part names and listed paths are compared in NFC, as duplicates are detected.
         for f in staged:
@@ -285,7 +297,7 @@ class IngestService:
                 Issue("file-not-listed", f"file {name!r} was sent but is not listed", name)
             )
         if issues:
-            raise InvalidInput("the transfer's files do not match its metadata", issues=issues)
+            raise InvalidInput("the transfer does not match its metadata", issues=issues)
         meta, record = with_decp_record(meta)
         if record is not None:
             generated = self._staging.add_bytes(staging_dir, DECP_RECORD_PATH, record)

@@ -81,6 +81,10 @@ def _no_title(m: dict[str, Any]) -> None:
     del m["title"]
 
 
+def _future_event(m: dict[str, Any]) -> None:
+    m["events"]["reception"] = "2999-01-01"
+
+
 CASES = {
     "unknown category": (with_meta(_set_category), 422, "/files/0/category"),
     "invalid SIRET": (with_meta(_bad_siret), 422, "/organization"),
@@ -90,6 +94,7 @@ CASES = {
     "control character in path": (with_meta(_control), 422, "/files/0/path"),
     "no files listed": (with_meta(_no_files), 422, "/files"),
     "title missing": (with_meta(_no_title), 422, "/title"),
+    "event date in the future": (with_meta(_future_event), 422, "/events/reception"),
 }
 
 
