@@ -12,9 +12,11 @@ from typing import Annotated, Any, BinaryIO
 import anyio
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from archive_service import __version__
 from archive_service.api.errors import archive_error_handler, validation_error_handler
+from archive_service.api.health import ArchiveCollector, readiness
 from archive_service.api.upload import read_transfer
 from archive_service.api.views import transfer_json, unit_json, unit_summary_json
 from archive_service.config import Settings
@@ -51,6 +53,8 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = services is None
         app.state.services = services or build_services(settings)
+        app.state.metrics_registry = CollectorRegistry()
+        app.state.metrics_registry.register(ArchiveCollector(app.state.services))
         resume_unfinished(app.state.services)
         try:
             yield
@@ -71,7 +75,27 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
+        """The process is up (liveness)."""
         return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz(services: ServicesDep) -> JSONResponse:
+        """Database, each storage offer, the TSA and (with Celery) the broker (readiness)."""
+        checks = readiness(services)
+        ready = all(c.ok for c in checks)
+        return JSONResponse(
+            {
+                "status": "ready" if ready else "not ready",
+                "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks],
+            },
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics")
+    def metrics(request: Request, services: ServicesDep) -> Response:
+        """Prometheus metrics (text exposition format)."""
+        registry = request.app.state.metrics_registry
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/transfers", status_code=202)
     async def create_transfer(

@@ -79,6 +79,11 @@ class InProcessRunner:
         except Exception:
             _logger.exception("job.failed", extra={"job": job_name, "id": job_id})
 
+    def pending_count(self) -> int:
+        """Jobs queued or running now (retries waiting for their delay are not counted)."""
+        with self._lock:
+            return len(self._pending)
+
     def wait_idle(self, timeout: float = 60.0) -> bool:
         """Wait until no job is running or queued (retries scheduled later are not waited for)."""
         import time
