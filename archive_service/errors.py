@@ -112,6 +112,13 @@ class Unavailable(ArchiveError):
     title = "Service unavailable"
 
 
+class InsufficientStorage(ArchiveError):
+    """No room to take what was sent (the staging disk is full); nothing was kept."""
+
+    code = "insufficient-storage"
+    title = "Insufficient storage"
+
+
 class ConfigurationError(ArchiveError):
     code = "configuration-error"
     title = "Configuration error"

@@ -21,6 +21,7 @@ _STATUS: tuple[tuple[type[e.ArchiveError], int], ...] = (
     (e.NotFound, 404),
     (e.Conflict, 409),
     (e.Unavailable, 503),
+    (e.InsufficientStorage, 507),
     (e.IntegrityFailure, 500),
     (e.ConfigurationError, 500),
 )

@@ -32,7 +32,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from archive_service.core.fingerprint import MultiHasher, fingerprint_bytes
-from archive_service.errors import InvalidInput, Issue, PayloadTooLarge, Unavailable
+from archive_service.errors import (
+    ArchiveError,
+    InsufficientStorage,
+    InvalidInput,
+    Issue,
+    PayloadTooLarge,
+    Unavailable,
+)
 from archive_service.ports import StagedFile
 
 
@@ -176,6 +183,17 @@ class _DirectAppender:
                 m.close()
 
 
+def _staging_error(exc: OSError, part_name: str) -> ArchiveError:
+    """A full staging disk refuses this upload clearly (the sender may retry later or send
+    less); any other I/O failure is the service's own trouble."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return InsufficientStorage(
+            "the staging area is full: the transfer was not accepted and nothing was kept",
+            issues=[Issue("staging-full", "no space left in the staging area", part_name)],
+        )
+    return Unavailable(f"staging area cannot take the upload: {exc.strerror}")
+
+
 class FileSink:
     """One file part being written: ``write`` chunks, then ``finish``."""
 
@@ -217,7 +235,7 @@ class FileSink:
                 _write_all(self._fh.fileno(), view)
         except OSError as exc:
             self.abort()
-            raise Unavailable(f"staging area cannot take the upload: {exc.strerror}") from None
+            raise _staging_error(exc, self.part_name) from None
         self._hasher.update(view)
 
     def finish(self) -> StagedFile:
@@ -226,7 +244,7 @@ class FileSink:
                 self._direct.finish()
         except OSError as exc:
             self.abort()
-            raise Unavailable(f"staging area cannot take the upload: {exc.strerror}") from None
+            raise _staging_error(exc, self.part_name) from None
         self._fh.close()
         return StagedFile(
             part_name=self.part_name,
