@@ -97,6 +97,28 @@ class LockingBlobStore(BlobStore, Protocol):
         ...
 
 
+class RetentionView(Protocol):
+    """What an offer reports of one version's retention (only the date is needed here)."""
+
+    @property
+    def retain_until(self) -> datetime | None: ...
+
+
+@runtime_checkable
+class RetentionReader(Protocol):
+    """An offer that can tell the retention in force on one version (S3 Object Lock)."""
+
+    def retention(self, key: str, *, version_id: str) -> RetentionView | None: ...
+
+
+@runtime_checkable
+class BucketCheck(Protocol):
+    """An offer that can check its bucket: it exists (or may be created), with versioning and
+    Object Lock on. Raises ``ConfigurationError`` or ``Unavailable`` otherwise."""
+
+    def ensure_bucket(self) -> None: ...
+
+
 class TimestampAuthority(Protocol):
     """An RFC 3161 TSA: external over HTTP, or the built-in one."""
 
@@ -372,6 +394,21 @@ class ArchiveRepository(Protocol):
     def objects_of_root(self, tenant_id: str, root_id: str) -> list[ObjectRecord]: ...
     def get_object(self, tenant_id: str, object_id: str) -> ObjectRecord | None: ...
     def copies_of_package(self, tenant_id: str, package_id: str) -> list[CopyRecord]: ...
+    def all_packages(self) -> list[PackageRecord]:
+        """Every package of every tenant, oldest first (administration only)."""
+        ...
+
+    def unit_any_tenant(self, unit_id: str) -> UnitRecord | None:
+        """For administration commands, which carry only the id."""
+        ...
+
+    def copy_counts(self) -> dict[str, int]:
+        """How many copies the database records on each offer (by offer name)."""
+        ...
+
+    def upsert_copy(self, copy: CopyRecord) -> None:
+        """Record a copy, or refresh the row of the same (offer, key): version, digest, time."""
+        ...
 
 
 class LogbookRepository(Protocol):

@@ -29,6 +29,7 @@ from archive_service.search.postgres_fts import PostgresFtsIndex
 from archive_service.search.sqlite_fts import SqliteFtsIndex
 from archive_service.services.ingest import PROCESS_JOB, IngestService
 from archive_service.services.retrieval import RetrievalService
+from archive_service.services.storage_admin import StorageAdminService
 from archive_service.services.tenancy import TenancyService
 from archive_service.storage.local import LocalDirectoryStore
 from archive_service.storage.s3 import S3OfferConfig
@@ -56,6 +57,7 @@ class Services:
     staging: LocalStaging
     runner: InProcessRunner | CeleryRunner
     validator: SedaValidator
+    storage_admin: StorageAdminService
 
     def close(self) -> None:
         self.runner.shutdown()
@@ -199,6 +201,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         staging=staging,
         runner=runner,
         validator=validator,
+        storage_admin=StorageAdminService(uow=uow, offers=offers, clock=clock),
     )
 
 

@@ -35,8 +35,12 @@ admin_app = typer.Typer(
     help="Administration: tenants, organizations, API keys.", no_args_is_help=True
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+storage_app = typer.Typer(
+    help="Storage offers: health, and repair of missing copies.", no_args_is_help=True
+)
 app.add_typer(admin_app, name="admin")
 app.add_typer(db_app, name="db")
+app.add_typer(storage_app, name="storage")
 err = Console(stderr=True)
 
 
@@ -135,6 +139,96 @@ def db_upgrade() -> None:
     upgrade(engine)
     engine.dispose()
     err.print("database schema is up to date")
+
+
+@storage_app.command("check")
+def storage_check(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List the storage offers and their health; exit 3 if one is not healthy."""
+    from archive_service.wiring import build_services
+
+    try:
+        services = build_services(get_settings())
+        try:
+            health = services.storage_admin.check()
+        finally:
+            services.close()
+    except ArchiveError as exc:
+        raise fail(exc) from None
+    if as_json:
+        json.dump(
+            {
+                "healthy": all(h.healthy for h in health),
+                "offers": [
+                    {
+                        "name": h.name,
+                        "healthy": h.healthy,
+                        "object_lock": h.object_lock,
+                        "detail": h.detail,
+                        "copies": h.copies,
+                    }
+                    for h in health
+                ],
+            },
+            sys.stdout,
+            indent=2,
+        )
+        sys.stdout.write("\n")
+    else:
+        table = Table("offer", "health", "Object Lock", "copies in database", "detail")
+        for h in health:
+            table.add_row(
+                h.name,
+                "[green]healthy[/]" if h.healthy else "[red]unhealthy[/]",
+                "yes" if h.object_lock else "no",
+                str(h.copies),
+                h.detail,
+            )
+        Console().print(table)
+    if not all(h.healthy for h in health):
+        raise typer.Exit(3)
+
+
+@storage_app.command("repair")
+def storage_repair(
+    unit_id: Annotated[
+        str | None, typer.Argument(help="An archive unit: repair its dossier's package.")
+    ] = None,
+    all_packages: Annotated[bool, typer.Option("--all", help="Repair every package.")] = False,
+) -> None:
+    """Copy missing or corrupt copies from a healthy offer; exit 1 if one cannot be repaired."""
+    from archive_service.wiring import build_services
+
+    if (unit_id is None) == (not all_packages):
+        err.print("[bold red]error:[/] give UNIT_ID or --all (not both)")
+        raise typer.Exit(2)
+    try:
+        services = build_services(get_settings())
+        try:
+            admin = services.storage_admin
+            packages = (
+                admin.all_packages() if all_packages else admin.packages_of_unit(unit_id or "")
+            )
+            report = admin.repair(packages)
+        finally:
+            services.close()
+    except ArchiveError as exc:
+        raise fail(exc) from None
+    # Plain lines, never wrapped: keys are long and scripts read them.
+    for o in report.outcomes:
+        if o.outcome == "repaired":
+            typer.echo(f"repaired {o.offer}:{o.key} from {o.source} ({o.detail})")
+        elif o.outcome == "recorded":
+            typer.echo(f"recorded {o.offer}:{o.key} ({o.detail})")
+        elif o.outcome == "failed":
+            typer.echo(f"not repaired {o.offer}:{o.key}: {o.detail}", err=True)
+    typer.echo(
+        f"checked {report.checked} copies of {report.packages} packages: "
+        f"{len(report.repaired)} repaired, {len(report.failed)} not repairable"
+    )
+    if not report.complete:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from archive_service.db import tables as t
@@ -325,6 +325,22 @@ def _object(row: t.DataObject) -> ObjectRecord:
     )
 
 
+def _package(row: t.Package) -> PackageRecord:
+    return PackageRecord(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        transfer_id=row.transfer_id,
+        root_unit_id=row.root_unit_id,
+        seda_version=row.seda_version,
+        manifest_key=row.manifest_key,
+        manifest_sha256=row.manifest_sha256,
+        manifest_size=row.manifest_size,
+        timestamp_key=row.timestamp_key,
+        timestamp_gen_time=row.timestamp_gen_time,
+        created_at=row.created_at,
+    )
+
+
 def _fields(record: Any) -> dict[str, Any]:
     return {name: getattr(record, name) for name in record.__slots__}
 
@@ -353,21 +369,7 @@ class SqlArchiveRepository:
         row = self._s.scalar(
             select(t.Package).where(t.Package.id == package_id, t.Package.tenant_id == tenant_id)
         )
-        if row is None:
-            return None
-        return PackageRecord(
-            id=row.id,
-            tenant_id=row.tenant_id,
-            transfer_id=row.transfer_id,
-            root_unit_id=row.root_unit_id,
-            seda_version=row.seda_version,
-            manifest_key=row.manifest_key,
-            manifest_sha256=row.manifest_sha256,
-            manifest_size=row.manifest_size,
-            timestamp_key=row.timestamp_key,
-            timestamp_gen_time=row.timestamp_gen_time,
-            created_at=row.created_at,
-        )
+        return None if row is None else _package(row)
 
     def get_unit(self, tenant_id: str, unit_id: str) -> UnitRecord | None:
         row = self._s.scalar(
@@ -403,6 +405,38 @@ class SqlArchiveRepository:
             )
         )
         return None if row is None else _object(row)
+
+    def all_packages(self) -> list[PackageRecord]:
+        rows = self._s.scalars(select(t.Package).order_by(t.Package.created_at, t.Package.id))
+        return [_package(r) for r in rows.all()]
+
+    def unit_any_tenant(self, unit_id: str) -> UnitRecord | None:
+        row = self._s.get(t.ArchiveUnit, unit_id)
+        return None if row is None else _unit(row)
+
+    def copy_counts(self) -> dict[str, int]:
+        rows = self._s.execute(
+            select(t.StoredCopy.offer, func.count()).group_by(t.StoredCopy.offer)
+        ).all()
+        return {offer: int(count) for offer, count in rows}
+
+    def upsert_copy(self, copy: CopyRecord) -> None:
+        row = self._s.scalar(
+            select(t.StoredCopy).where(
+                t.StoredCopy.offer == copy.offer, t.StoredCopy.key == copy.key
+            )
+        )
+        if row is None:
+            self._s.add(t.StoredCopy(**_fields(copy)))
+        else:
+            row.tenant_id = copy.tenant_id
+            row.package_id = copy.package_id
+            row.kind = copy.kind
+            row.size = copy.size
+            row.sha256 = copy.sha256
+            row.version_id = copy.version_id
+            row.stored_at = copy.stored_at
+        self._s.flush()
 
     def copies_of_package(self, tenant_id: str, package_id: str) -> list[CopyRecord]:
         rows = self._s.scalars(
