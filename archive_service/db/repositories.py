@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
@@ -284,65 +284,29 @@ class SqlTransferRepository:
         )
 
 
-def _unit(row: t.ArchiveUnit) -> UnitRecord:
-    return UnitRecord(
-        id=row.id,
-        tenant_id=row.tenant_id,
-        package_id=row.package_id,
-        root_id=row.root_id,
-        parent_id=row.parent_id,
-        position=row.position,
-        level=row.level,
-        title=row.title,
-        category=row.category,
-        content=row.content,
-        appraisal=row.appraisal,
-        access=row.access,
-        created_at=row.created_at,
-        organization_siret=row.organization_siret,
-        cpv=row.cpv,
-        notification_date=row.notification_date,
-    )
-
-
-def _object(row: t.DataObject) -> ObjectRecord:
-    return ObjectRecord(
-        id=row.id,
-        tenant_id=row.tenant_id,
-        package_id=row.package_id,
-        archive_unit_id=row.archive_unit_id,
-        path=row.path,
-        uri=row.uri,
-        size=row.size,
-        sha256=row.sha256,
-        sha512=row.sha512,
-        mime_type=row.mime_type,
-        storage_key=row.storage_key,
-        puid=row.puid,
-        format_name=row.format_name,
-        format_version=row.format_version,
-        declared_mime=row.declared_mime,
-    )
-
-
-def _package(row: t.Package) -> PackageRecord:
-    return PackageRecord(
-        id=row.id,
-        tenant_id=row.tenant_id,
-        transfer_id=row.transfer_id,
-        root_unit_id=row.root_unit_id,
-        seda_version=row.seda_version,
-        manifest_key=row.manifest_key,
-        manifest_sha256=row.manifest_sha256,
-        manifest_size=row.manifest_size,
-        timestamp_key=row.timestamp_key,
-        timestamp_gen_time=row.timestamp_gen_time,
-        created_at=row.created_at,
-    )
+R = TypeVar("R")
 
 
 def _fields(record: Any) -> dict[str, Any]:
+    """A record's fields, which are named after the columns of its table."""
     return {name: getattr(record, name) for name in record.__slots__}
+
+
+def _from_row(record_type: type[R], row: Any) -> R:
+    """The record of ``record_type`` read from a row whose columns bear its field names."""
+    return record_type(**{name: getattr(row, name) for name in record_type.__slots__})  # type: ignore[attr-defined]
+
+
+def _unit(row: t.ArchiveUnit) -> UnitRecord:
+    return _from_row(UnitRecord, row)
+
+
+def _object(row: t.DataObject) -> ObjectRecord:
+    return _from_row(ObjectRecord, row)
+
+
+def _package(row: t.Package) -> PackageRecord:
+    return _from_row(PackageRecord, row)
 
 
 class SqlArchiveRepository:
@@ -444,20 +408,7 @@ class SqlArchiveRepository:
             .where(t.StoredCopy.tenant_id == tenant_id, t.StoredCopy.package_id == package_id)
             .order_by(t.StoredCopy.id)
         ).all()
-        return [
-            CopyRecord(
-                tenant_id=r.tenant_id,
-                package_id=r.package_id,
-                kind=r.kind,
-                offer=r.offer,
-                key=r.key,
-                size=r.size,
-                sha256=r.sha256,
-                stored_at=r.stored_at,
-                version_id=r.version_id,
-            )
-            for r in rows
-        ]
+        return [_from_row(CopyRecord, r) for r in rows]
 
 
 class SqlLogbookRepository:
@@ -465,16 +416,7 @@ class SqlLogbookRepository:
         self._s = session
 
     def append(self, event: LogEvent) -> int:
-        row = t.LogbookEntry(
-            tenant_id=event.tenant_id,
-            at=event.at,
-            event_type=event.event_type,
-            outcome=event.outcome,
-            actor=event.actor,
-            subject_type=event.subject_type,
-            subject_id=event.subject_id,
-            details=event.details,
-        )
+        row = t.LogbookEntry(**_fields(event))
         self._s.add(row)
         self._s.flush()
         return row.id
@@ -485,16 +427,4 @@ class SqlLogbookRepository:
             .where(t.LogbookEntry.tenant_id == tenant_id, t.LogbookEntry.subject_id == subject_id)
             .order_by(t.LogbookEntry.id)
         ).all()
-        return [
-            LogEvent(
-                tenant_id=r.tenant_id,
-                at=r.at,
-                event_type=r.event_type,
-                outcome=r.outcome,
-                subject_type=r.subject_type,
-                subject_id=r.subject_id,
-                actor=r.actor,
-                details=r.details,
-            )
-            for r in rows
-        ]
+        return [_from_row(LogEvent, r) for r in rows]
