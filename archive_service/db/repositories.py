@@ -142,18 +142,7 @@ class SqlTransferRepository:
         )
         self._s.flush()
         for f in transfer.files:
-            self._s.add(
-                t.TransferFile(
-                    transfer_id=transfer.id,
-                    path=f.path,
-                    staged_name=f.staged_name,
-                    object_id=f.object_id,
-                    size=f.size,
-                    sha256=f.sha256,
-                    sha512=f.sha512,
-                    declared_mime=f.declared_mime,
-                )
-            )
+            self._s.add(t.TransferFile(transfer_id=transfer.id, **_fields(f)))
         self._s.flush()
 
     def _record(self, row: t.Transfer | None) -> TransferRecord | None:
@@ -180,18 +169,7 @@ class SqlTransferRepository:
             reasons=tuple(row.reasons or ()),
             archive_unit_id=row.archive_unit_id,
             attempts=row.attempts,
-            files=tuple(
-                TransferFileRecord(
-                    path=f.path,
-                    staged_name=f.staged_name,
-                    object_id=f.object_id,
-                    size=f.size,
-                    sha256=f.sha256,
-                    sha512=f.sha512,
-                    declared_mime=f.declared_mime,
-                )
-                for f in files
-            ),
+            files=tuple(_from_row(TransferFileRecord, f) for f in files),
         )
 
     def get(self, tenant_id: str, transfer_id: str) -> TransferRecord | None:

@@ -348,14 +348,15 @@ class IngestService:
                 files=tuple(
                     TransferFileRecord(
                         path=entry.path,
-                        staged_name=by_name[normalize_path(entry.path)].staged_name,
+                        staged_name=got.staged_name,
                         object_id=new_id("obj", now),
-                        size=by_name[normalize_path(entry.path)].fingerprints.size,
-                        sha256=by_name[normalize_path(entry.path)].fingerprints.sha256.digest,
-                        sha512=by_name[normalize_path(entry.path)].fingerprints.sha512.digest,
+                        size=got.fingerprints.size,
+                        sha256=got.fingerprints.sha256.digest,
+                        sha512=got.fingerprints.sha512.digest,
                         declared_mime=entry.mime_type,
                     )
                     for entry in meta.files
+                    for got in (by_name[normalize_path(entry.path)],)
                 ),
             )
             uow.transfers.add(transfer)
