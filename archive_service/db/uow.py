@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from archive_service.db.repositories import (
@@ -14,7 +16,10 @@ from archive_service.db.repositories import (
     SqlTenancyRepository,
     SqlTransferRepository,
 )
+from archive_service.errors import Unavailable
 from archive_service.ports import SearchIndex
+
+_logger = logging.getLogger(__name__)
 
 # Per process: up to POOL_SIZE + MAX_OVERFLOW connections. An API process holds one only for
 # the length of a unit of work, a worker one per running job, so 5 + 10 covers the request
@@ -58,8 +63,30 @@ def make_engine(url: str) -> Engine:
     )
 
 
+def unavailable_cause(exc: BaseException) -> Unavailable | None:
+    """``Unavailable`` if ``exc`` says the database cannot serve now, else ``None``.
+
+    A server restarting, a dropped connection, a full pool or a database locked for too long
+    is the database being down for a while: the request answers 503 and the job is retried
+    (DESIGN.md §6.3). Errors of the statement itself (constraint, SQL) are not translated.
+    """
+    if isinstance(exc, sa_exc.DBAPIError) and (
+        exc.connection_invalidated
+        or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+    ):
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        return Unavailable(f"database unavailable: {reason}")
+    if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection freed in time
+        return Unavailable(f"database unavailable: {exc}")
+    return None
+
+
 class SqlUnitOfWork:
-    """One database transaction with the repositories bound to it."""
+    """One database transaction with the repositories bound to it.
+
+    A database that cannot be reached (see :func:`unavailable_cause`) leaves the block as
+    ``Unavailable``, whichever statement or commit met it.
+    """
 
     def __init__(
         self, factory: sessionmaker[Session], search_factory: Callable[[Session], SearchIndex]
@@ -79,9 +106,22 @@ class SqlUnitOfWork:
     def commit(self) -> None:
         self.session.commit()
 
-    def __exit__(self, *exc: object) -> None:
-        self.session.rollback()
-        self.session.close()
+    def __exit__(self, *exc_info: object) -> None:
+        exc = exc_info[1] if len(exc_info) > 1 and isinstance(exc_info[1], BaseException) else None
+        try:
+            self.session.rollback()
+            self.session.close()
+        except sa_exc.SQLAlchemyError as cleanup:
+            if exc is None:
+                down = unavailable_cause(cleanup)
+                if down is None:
+                    raise
+                raise down from cleanup
+            # The connection died with the error being raised: that error is the news.
+            _logger.debug("db.rollback_failed", exc_info=True)
+        down = unavailable_cause(exc) if exc is not None else None
+        if down is not None:
+            raise down from exc
 
 
 def uow_factory(
