@@ -371,6 +371,11 @@ class TransferRepository(Protocol):
 
     def unfinished(self) -> list[str]: ...
 
+    def stuck(self, *, untouched_since: datetime, limit: int) -> list[str]:
+        """Ids of unfinished transfers not updated since ``untouched_since``, least recently
+        updated first, at most ``limit`` (their job was lost, or gave up)."""
+        ...
+
     def claim(self, transfer_id: str, *, now: datetime, until: datetime) -> bool:
         """Take the processing lease if the transfer is unfinished and nobody holds a live
         lease on it; atomic (one conditional UPDATE). True when taken."""

@@ -116,6 +116,11 @@ class SqlTenancyRepository:
         )
 
 
+_UNFINISHED = t.Transfer.status.in_(
+    [TransferStatus.RECEIVED.value, TransferStatus.PROCESSING.value]
+)
+
+
 class SqlTransferRepository:
     def __init__(self, session: Session) -> None:
         self._s = session
@@ -251,13 +256,17 @@ class SqlTransferRepository:
     def unfinished(self) -> list[str]:
         return list(
             self._s.scalars(
+                select(t.Transfer.id).where(_UNFINISHED).order_by(t.Transfer.created_at)
+            ).all()
+        )
+
+    def stuck(self, *, untouched_since: datetime, limit: int) -> list[str]:
+        return list(
+            self._s.scalars(
                 select(t.Transfer.id)
-                .where(
-                    t.Transfer.status.in_(
-                        [TransferStatus.RECEIVED.value, TransferStatus.PROCESSING.value]
-                    )
-                )
-                .order_by(t.Transfer.created_at)
+                .where(_UNFINISHED, t.Transfer.updated_at < untouched_since)
+                .order_by(t.Transfer.updated_at)
+                .limit(limit)
             ).all()
         )
 

@@ -425,6 +425,13 @@ class IngestService:
         with self._uow() as uow:
             return uow.transfers.unfinished()
 
+    def stuck(self, *, untouched_for: timedelta, limit: int) -> list[str]:
+        """Ids of unfinished transfers untouched for ``untouched_for``, least recent first."""
+        with self._uow() as uow:
+            return uow.transfers.stuck(
+                untouched_since=self._clock.now() - untouched_for, limit=limit
+            )
+
     # -- step 2: process (a job taking the transfer id) --------------------------------------
 
     def process(self, transfer_id: str) -> TransferStatus:

@@ -26,18 +26,15 @@ from __future__ import annotations
 import os
 import random
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, cast
 
 import structlog
 from celery import Celery, Task, signals
-from sqlalchemy import select
 
 from archive_service.config import Settings, get_settings
-from archive_service.db import tables as t
 from archive_service.errors import ArchiveError, ConfigurationError, Unavailable
 from archive_service.jobs.celery_runner import celery_client, task_name
-from archive_service.ports import TransferStatus
 from archive_service.services.ingest import PROCESS_JOB
 from archive_service.wiring import Services, build_services, check_production
 
@@ -181,19 +178,9 @@ def resume_stuck(app: ArchiveCelery) -> int:
         log.info("resume.deferred", waiting=waiting)
         return 0
     services = app.services()
-    cutoff = datetime.now(UTC) - timedelta(seconds=settings.celery_resume_after_seconds)
-    with services.engine.connect() as conn:
-        stuck = conn.scalars(
-            select(t.Transfer.id)
-            .where(
-                t.Transfer.status.in_(
-                    [TransferStatus.RECEIVED.value, TransferStatus.PROCESSING.value]
-                ),
-                t.Transfer.updated_at < cutoff,
-            )
-            .order_by(t.Transfer.updated_at)
-            .limit(RESUME_BATCH)
-        ).all()
+    stuck = services.ingest.stuck(
+        untouched_for=timedelta(seconds=settings.celery_resume_after_seconds), limit=RESUME_BATCH
+    )
     for transfer_id in stuck:
         services.runner.submit(PROCESS_JOB, transfer_id)
     log.info("resume.submitted", count=len(stuck))
