@@ -101,6 +101,17 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
+    # --- observability ---------------------------------------------------------------------
+    log_format: Literal["json", "console"] = "json"
+    """``json``: one JSON object per line (timestamp, level, event, logger, and the context:
+    request_id, transfer_id, job, id, attempt); ``console``: the same, readable by humans."""
+    log_level: str = "INFO"
+    metrics_dir: Path | None = None
+    """Directory shared by the API and the worker processes of one host: each process writes
+    its metrics there and ``/metrics`` sums them (Prometheus multiprocess mode). Empty it
+    before the processes start (a tmpfs or an ``emptyDir``). Unset: each process reports
+    only its own figures."""
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

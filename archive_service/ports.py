@@ -6,7 +6,9 @@ against every implementation (tests/integration/contracts/).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -153,6 +155,46 @@ class TaskRunner(Protocol):
     """Runs jobs after the current transaction committed (in-process threads or Celery)."""
 
     def submit(self, job_name: str, job_id: str) -> None: ...
+
+    def pending(self) -> int | None:
+        """Jobs submitted and waiting for a worker (not yet started); ``None`` when it cannot
+        be told now (the broker does not answer)."""
+        ...
+
+
+class Metrics(Protocol):
+    """What the services report for monitoring; Prometheus in the adapters, nothing by default.
+
+    Services name stages and offers; they never see the metrics library.
+    """
+
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        """One run of ``stage`` (of one transfer, or of one transfer on one offer) completed
+        in ``seconds``."""
+        ...
+
+    def storage_error(self, offer: str, operation: str) -> None:
+        """``operation`` (put, open, stat, list, delete, lock, read_back…) failed on ``offer``."""
+        ...
+
+
+class NullMetrics:
+    """The ``Metrics`` port that records nothing (services built without monitoring)."""
+
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        pass
+
+    def storage_error(self, offer: str, operation: str) -> None:
+        pass
+
+
+@contextmanager
+def timed(metrics: Metrics, stage: str) -> Iterator[None]:
+    """Observe the duration of the block as ``stage`` when it completes; a block that raises
+    is not observed (its failure is reported otherwise: status, logs, storage errors)."""
+    start = time.perf_counter()
+    yield
+    metrics.observe_stage(stage, time.perf_counter() - start)
 
 
 # --- Persistence: the records repositories exchange with services -------------------------

@@ -24,6 +24,7 @@ from archive_service.errors import ConfigurationError
 from archive_service.formats.identify import MagicSiegfriedIdentifier
 from archive_service.jobs.celery_runner import CeleryRunner
 from archive_service.jobs.inprocess import InProcessRunner
+from archive_service.observability.prometheus import PrometheusMetrics
 from archive_service.ports import BlobStore, TimestampAuthority
 from archive_service.search.postgres_fts import PostgresFtsIndex
 from archive_service.search.sqlite_fts import SqliteFtsIndex
@@ -31,6 +32,7 @@ from archive_service.services.ingest import PROCESS_JOB, IngestService
 from archive_service.services.retrieval import RetrievalService
 from archive_service.services.storage_admin import StorageAdminService
 from archive_service.services.tenancy import TenancyService
+from archive_service.storage.instrumented import instrument
 from archive_service.storage.local import LocalDirectoryStore
 from archive_service.storage.s3 import S3OfferConfig
 from archive_service.storage.staging import LocalStaging
@@ -58,6 +60,7 @@ class Services:
     runner: InProcessRunner | CeleryRunner
     validator: SedaValidator
     storage_admin: StorageAdminService
+    metrics: PrometheusMetrics
 
     def close(self) -> None:
         self.runner.shutdown()
@@ -164,7 +167,8 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         upgrade(engine)
     search_factory = PostgresFtsIndex if engine.dialect.name == "postgresql" else SqliteFtsIndex
     uow = uow_factory(engine, search_factory)
-    offers = build_offers(settings)
+    metrics = PrometheusMetrics(metrics_dir=settings.metrics_dir)
+    offers = tuple(instrument(offer, metrics) for offer in build_offers(settings))
     staging = LocalStaging(
         settings.resolved_staging_dir,
         max_file_size=settings.max_file_size,
@@ -186,6 +190,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         seda_version=settings.seda_version,
         decp_validator=decp_validator(settings.decp_schema_path),
         lease_seconds=settings.job_lease_seconds,
+        metrics=metrics,
     )
     runner.register(PROCESS_JOB, ingest.process)
     return Services(
@@ -202,6 +207,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         runner=runner,
         validator=validator,
         storage_admin=StorageAdminService(uow=uow, offers=offers, clock=clock),
+        metrics=metrics,
     )
 
 

@@ -17,11 +17,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from archive_service import __version__
 from archive_service.api.errors import archive_error_handler, validation_error_handler
 from archive_service.api.health import ArchiveCollector, readiness
+from archive_service.api.requests import RequestContext
 from archive_service.api.upload import read_transfer
 from archive_service.api.views import transfer_json, unit_json, unit_summary_json
 from archive_service.config import Settings
 from archive_service.errors import ArchiveError, InvalidInput, Issue, NotAuthenticated
-from archive_service.ports import Caller, SearchQuery
+from archive_service.ports import Caller, SearchQuery, timed
 from archive_service.wiring import Services, build_services, resume_unfinished
 
 STREAM_CHUNK = 1024 * 1024
@@ -55,6 +56,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         app.state.services = services or build_services(settings)
         app.state.metrics_registry = CollectorRegistry()
         app.state.metrics_registry.register(ArchiveCollector(app.state.services))
+        app.state.services.metrics.expose(app.state.metrics_registry)
         resume_unfinished(app.state.services)
         try:
             yield
@@ -68,6 +70,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         description="Archivage électronique des dossiers de marchés publics (SEDA 2.3).",
         lifespan=lifespan,
     )
+    app.add_middleware(RequestContext)
     app.add_exception_handler(ArchiveError, archive_error_handler)
     from fastapi.exceptions import RequestValidationError
 
@@ -103,9 +106,10 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     ) -> JSONResponse:
         upload = await anyio.to_thread.run_sync(services.staging.new_upload)
         try:
-            metadata = await read_transfer(
-                request.stream(), request.headers.get("content-type"), upload
-            )
+            with timed(services.metrics, "receive"):
+                metadata = await read_transfer(
+                    request.stream(), request.headers.get("content-type"), upload
+                )
         except BaseException:
             upload.discard()
             raise

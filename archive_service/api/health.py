@@ -3,7 +3,8 @@
 ``/readyz`` checks each dependency the API needs to accept a transfer and answers 503 naming
 the ones that fail. ``/metrics`` exposes Prometheus metrics computed from the database at
 scrape time, so every API replica reports the same archive-wide figures and nothing is lost
-when a process restarts.
+when a process restarts; the queue depth, asked of the task runner at scrape time; and the
+stage durations and storage errors the processes observed (observability/prometheus.py).
 """
 
 from __future__ import annotations
@@ -122,6 +123,14 @@ class ArchiveCollector(Collector):
         queue.add_metric([], float(by_status.get("received", 0) + by_status.get("processing", 0)))
         yield from (transfers, ingested, objects, copies, queue)
         runner = self._services.runner
+        waiting = runner.pending()
+        if waiting is not None:  # None: the broker did not answer (the runner logged why)
+            jobs_waiting = GaugeMetricFamily(
+                "archive_jobs_waiting",
+                "Jobs submitted and not yet started (the broker's queue, or this process's).",
+            )
+            jobs_waiting.add_metric([], float(waiting))
+            yield jobs_waiting
         if isinstance(runner, InProcessRunner):
             jobs = GaugeMetricFamily(
                 "archive_inprocess_jobs", "Jobs queued or running in this API process."

@@ -8,7 +8,10 @@ ArchiveError becomes a clear message and an exit code here: 2 bad input, 3 unava
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from archive_service.cli import remote, verify
-from archive_service.config import get_settings
+from archive_service.config import Settings, get_settings
 from archive_service.errors import (
     ArchiveError,
     Forbidden,
@@ -62,22 +65,45 @@ def fail(exc: ArchiveError) -> typer.Exit:
     return typer.Exit(exit_code_for(exc))
 
 
+def start_observability(
+    settings: Settings, *, loglevel: str | None = None, celery: bool = False
+) -> None:
+    """Logs as the settings say (for Celery too), and the shared metrics directory, before
+    anything imports prometheus_client (its multiprocess mode is chosen at import)."""
+    from archive_service.observability import use_metrics_dir
+    from archive_service.observability.logs import configure_logging, take_over_celery_logging
+
+    if settings.metrics_dir is not None:
+        use_metrics_dir(settings.metrics_dir)
+    configure_logging(settings.log_format, loglevel or settings.log_level)
+    if celery:
+        take_over_celery_logging(settings.log_format, loglevel or settings.log_level)
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
 ) -> None:
     """Start the HTTP API with the configured defaults (migrations are applied at start)."""
+    settings = get_settings()
+    start_observability(settings)
     import uvicorn
 
     from archive_service.api.app import create_app
 
-    settings = get_settings()
     try:
         api = create_app(settings)
     except ArchiveError as exc:
         raise fail(exc) from None
-    uvicorn.run(api, host=host or settings.host, port=port or settings.port, log_level="info")
+    uvicorn.run(
+        api,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's records go through configure_logging's handler
+        access_log=False,  # one access line per request comes from the API, with its id
+    )
 
 
 @admin_app.command("bootstrap")
@@ -241,40 +267,77 @@ def worker(
     ] = None,
     pool: Annotated[str, typer.Option(help="prefork, solo or threads.")] = "prefork",
     hostname: Annotated[str | None, typer.Option(help="Node name (default celery@host).")] = None,
-    loglevel: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING, ERROR.")] = "INFO",
+    loglevel: Annotated[
+        str | None, typer.Option(help="DEBUG, INFO, WARNING, ERROR (default ARCHIVE_LOG_LEVEL).")
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve this worker's Prometheus metrics (all its processes) on this port, "
+            "for workers in pods of their own."
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str | None, typer.Option(help="Address of --metrics-port (default ARCHIVE_HOST).")
+    ] = None,
 ) -> None:
     """Start a Celery worker running the archiving jobs (broker: ARCHIVE_BROKER_URL).
 
     The API must run with ARCHIVE_TASK_RUNNER=celery and the same database, storage and broker;
-    the worker does not migrate the database (`serve` or `db upgrade` do).
+    the worker does not migrate the database (`serve` or `db upgrade` do). Its metrics reach
+    the API's /metrics through ARCHIVE_METRICS_DIR on the same host, or --metrics-port.
     """
+    settings = get_settings()
+    private_dir = None
+    if metrics_port is not None and settings.metrics_dir is None:
+        # The pool's processes must write their figures where this one can sum them.
+        private_dir = Path(tempfile.mkdtemp(prefix="archive-worker-metrics-"))
+        settings = settings.model_copy(update={"metrics_dir": private_dir})
+    start_observability(settings, loglevel=loglevel, celery=True)
     from archive_service.tasks.celery_app import make_celery
 
     try:
-        celery = make_celery(get_settings())
-    except ArchiveError as exc:
-        raise fail(exc) from None
-    argv = ["worker", f"--pool={pool}", f"--loglevel={loglevel}", "--without-mingle"]
-    argv.append(f"--queues={queues or celery.archive_settings.celery_queue}")
-    if concurrency:
-        argv.append(f"--concurrency={concurrency}")
-    if hostname:
-        argv.append(f"--hostname={hostname}")
-    raise typer.Exit(celery.start(argv) or 0)
+        try:
+            celery = make_celery(settings)
+        except ArchiveError as exc:
+            raise fail(exc) from None
+        if metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            from archive_service.observability.prometheus import multiprocess_registry
+
+            start_http_server(
+                metrics_port, addr=metrics_host or settings.host, registry=multiprocess_registry()
+            )
+        argv = ["worker", f"--pool={pool}", "--without-mingle"]
+        argv.append(f"--loglevel={loglevel or settings.log_level}")
+        argv.append(f"--queues={queues or celery.archive_settings.celery_queue}")
+        if concurrency:
+            argv.append(f"--concurrency={concurrency}")
+        if hostname:
+            argv.append(f"--hostname={hostname}")
+        raise typer.Exit(celery.start(argv) or 0)
+    finally:
+        if private_dir is not None:
+            shutil.rmtree(private_dir, ignore_errors=True)
 
 
 @app.command()
 def beat(
-    loglevel: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING, ERROR.")] = "INFO",
+    loglevel: Annotated[
+        str | None, typer.Option(help="DEBUG, INFO, WARNING, ERROR (default ARCHIVE_LOG_LEVEL).")
+    ] = None,
 ) -> None:
     """Start the Celery beat scheduler: periodic jobs, sent to the workers (run exactly one)."""
+    settings = get_settings()
+    start_observability(settings, loglevel=loglevel, celery=True)
     from archive_service.tasks.celery_app import make_celery
 
     try:
-        celery = make_celery(get_settings())
+        celery = make_celery(settings)
     except ArchiveError as exc:
         raise fail(exc) from None
-    raise typer.Exit(celery.start(["beat", f"--loglevel={loglevel}"]) or 0)
+    raise typer.Exit(celery.start(["beat", f"--loglevel={loglevel or settings.log_level}"]) or 0)
 
 
 remote.register(app)

@@ -11,6 +11,10 @@ cannot disagree.
 A broker that cannot be reached does not fail the request that submitted the job: the
 transfer row is committed already, so the submission is logged as failed and the periodic
 ``archive.resume_unfinished`` job submits it again later.
+
+``pending`` (the queue depth ``/metrics`` reports) asks the broker how many messages wait in
+the queue; a broker that does not answer within ``PENDING_TIMEOUT`` makes it ``None`` and a
+warning, never an error of the caller.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from archive_service.config import Settings
 _logger = logging.getLogger(__name__)
 
 TASK_PREFIX = "archive."
+
+#: Seconds to wait for the broker when counting the waiting jobs (at each metrics scrape).
+PENDING_TIMEOUT = 2.0
 
 # Publishing waits at most about 1.5 s for an unreachable broker, then gives up (see above).
 _PUBLISH_RETRY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
@@ -68,6 +75,21 @@ def celery_client(settings: Settings, app_class: type[AppT]) -> AppT:
     return app
 
 
+def waiting_messages(app: Celery, queue: str, *, timeout: float | None = None) -> int:
+    """Messages in ``queue`` not yet delivered to a worker.
+
+    The queue is declared as the workers declare it (a passive declaration misses the queue
+    on Redis with a ``global_keyprefix``), which also makes it exist when no worker did yet.
+    With ``timeout``, a broker that cannot be reached raises after one connection attempt
+    instead of being retried with the app's connection policy.
+    """
+    with app.connection_for_read() as conn:
+        if timeout is not None:
+            conn.ensure_connection(max_retries=0, timeout=timeout)
+        declared = app.amqp.queues[queue].bind(conn.default_channel).queue_declare()
+        return int(declared.message_count)
+
+
 class CeleryRunner:
     """The ``TaskRunner`` port over a Celery broker."""
 
@@ -93,6 +115,19 @@ class CeleryRunner:
             )
         except OperationalError:
             _logger.exception("job.submit_failed", extra={"job": job_name, "id": job_id})
+
+    def pending(self) -> int | None:
+        """Jobs waiting in the broker's queue for a worker; ``None`` if the broker does not
+        answer (logged: ``jobs.pending_unknown``)."""
+        queue = self.app.conf.task_default_queue
+        try:
+            return waiting_messages(self.app, queue, timeout=PENDING_TIMEOUT)
+        except Exception as exc:  # kombu raises many kinds; all mean "unknown now"
+            _logger.warning(
+                "jobs.pending_unknown",
+                extra={"queue": queue, "reason": f"{type(exc).__name__}: {exc}"},
+            )
+            return None
 
     def shutdown(self) -> None:
         self.app.close()

@@ -12,6 +12,8 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import structlog
+
 from archive_service.errors import Unavailable
 
 _logger = logging.getLogger(__name__)
@@ -34,6 +36,7 @@ class InProcessRunner:
         self._base_delay = base_delay
         self._max_delay = max_delay
         self._pending: set[Future[None]] = set()
+        self._waiting = 0
         self._timers: set[threading.Timer] = set()
         self._lock = threading.Lock()
         self._closed = False
@@ -51,13 +54,21 @@ class InProcessRunner:
         with self._lock:
             if self._closed:
                 return
-            future = self._pool.submit(self._run, job_name, job_id, attempt)
+            future = self._pool.submit(self._start, job_name, job_id, attempt)
             self._pending.add(future)
+            self._waiting += 1
         future.add_done_callback(self._done)
 
     def _done(self, future: Future[None]) -> None:
         with self._lock:
             self._pending.discard(future)
+
+    def _start(self, job_name: str, job_id: str, attempt: int) -> None:
+        with self._lock:
+            self._waiting -= 1
+        # The same log context as a Celery job (tasks/celery_app.py ArchiveTask).
+        with structlog.contextvars.bound_contextvars(job=job_name, id=job_id, attempt=attempt):
+            self._run(job_name, job_id, attempt)
 
     def _run(self, job_name: str, job_id: str, attempt: int) -> None:
         try:
@@ -78,6 +89,11 @@ class InProcessRunner:
             timer.start()
         except Exception:
             _logger.exception("job.failed", extra={"job": job_name, "id": job_id})
+
+    def pending(self) -> int:
+        """Jobs submitted and not started yet (waiting for a free thread)."""
+        with self._lock:
+            return self._waiting
 
     def pending_count(self) -> int:
         """Jobs queued or running now (retries waiting for their delay are not counted)."""

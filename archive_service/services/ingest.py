@@ -11,6 +11,9 @@ Two steps (DESIGN.md §3):
   every storage offer, read them back, and only then commit the package (the commit point).
   A crash before the commit leaves no package; the job can run again and finds its own
   half-written keys, which it checks and completes (keys are fixed at registration).
+
+Each stage reports its duration to the ``Metrics`` port (``STAGES``), and every log line of a
+job carries the ``transfer_id`` it is archiving (``structlog.contextvars``).
 """
 
 from __future__ import annotations
@@ -27,7 +30,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
 from pathlib import Path
+from time import perf_counter
 from typing import Any
+
+import structlog
 
 from archive_service.core.fingerprint import sha256_stream
 from archive_service.core.ids import derived_id, new_id
@@ -73,6 +79,8 @@ from archive_service.ports import (
     LockingBlobStore,
     LogEvent,
     ManifestValidator,
+    Metrics,
+    NullMetrics,
     ObjectRecord,
     PackageRecord,
     Role,
@@ -85,6 +93,7 @@ from archive_service.ports import (
     TransferStatus,
     UnitOfWork,
     UnitRecord,
+    timed,
 )
 
 PROCESS_JOB = "process_transfer"
@@ -92,6 +101,20 @@ _logger = logging.getLogger(__name__)
 #: Blobs written to one offer at once (see step 4 of ``_archive``).
 STORE_WORKERS = 4
 TRANSFER_ROLES = frozenset({Role.PLATFORM, Role.ADMIN})
+#: Stages whose durations are reported, in order. ``receive`` (the upload streamed to staging
+#: and hashed) is measured by the API; ``store`` and ``read_back`` once per storage offer.
+STAGES = (
+    "receive",
+    "register",
+    "identify",
+    "describe",
+    "manifest",
+    "timestamp",
+    "store",
+    "read_back",
+    "lock",
+    "commit",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +224,7 @@ class IngestService:
         seda_version: str = "2.3",
         decp_validator: Callable[[dict[str, Any]], list[str]] | None = None,
         lease_seconds: int = 1800,
+        metrics: Metrics | None = None,
     ) -> None:
         if not offers:
             msg = "at least one storage offer is required"
@@ -217,6 +241,7 @@ class IngestService:
         self._seda_version = seda_version
         self._decp_validator = decp_validator
         self._lease = timedelta(seconds=lease_seconds)
+        self._metrics = metrics or NullMetrics()
 
     # -- step 1: receive -------------------------------------------------------------------
 
@@ -232,13 +257,18 @@ class IngestService:
         On any refusal the staging directory is discarded and nothing is written.
         """
         try:
-            outcome = self._register(caller, raw_metadata, staging_dir, staged)
+            with timed(self._metrics, "register"):
+                outcome = self._register(caller, raw_metadata, staging_dir, staged)
         except BaseException:
             self._staging.discard(staging_dir)
             raise
         if outcome.replayed:
             self._staging.discard(staging_dir)
         else:
+            _logger.info(
+                "transfer.registered",
+                extra={"transfer_id": outcome.transfer.id, "files": len(outcome.transfer.files)},
+            )
             self._runner.submit(PROCESS_JOB, outcome.transfer.id)
         return outcome
 
@@ -440,6 +470,12 @@ class IngestService:
         Raises ``Unavailable`` when a dependency is down: the transfer stays unfinished with
         the reason in its status, and the job is retried.
         """
+        with structlog.contextvars.bound_contextvars(transfer_id=transfer_id):
+            status = self._process(transfer_id)
+            _logger.info("transfer.processed", extra={"status": status.value})
+            return status
+
+    def _process(self, transfer_id: str) -> TransferStatus:
         # One job at a time: a second delivery of the same job (broker redelivery, the resume
         # job, a restart) finds the lease taken and comes back later, so two runs never write
         # or clean up the same keys at once.
@@ -470,6 +506,7 @@ class IngestService:
                 # transfer waits, with the reason, instead of being rejected.
                 raise Unavailable(f"configuration: {exc.message}") from exc
         except Unavailable as exc:
+            _logger.warning("transfer.waiting", extra={"reason": exc.message})
             with self._uow() as uow:
                 uow.transfers.update_status(
                     transfer.id,
@@ -576,11 +613,12 @@ class IngestService:
             self._staging.path_of(transfer.staging_dir, files[e.path].staged_name)
             for e in meta.files
         ]
-        formats = self._formats.identify_many(
-            staged,
-            filenames=[e.path.rsplit("/", 1)[-1] for e in meta.files],
-            declared_mimes=[files[e.path].declared_mime for e in meta.files],
-        )
+        with timed(self._metrics, "identify"):
+            formats = self._formats.identify_many(
+                staged,
+                filenames=[e.path.rsplit("/", 1)[-1] for e in meta.files],
+                declared_mimes=[files[e.path].declared_mime for e in meta.files],
+            )
         objects: dict[str, DataObject] = {}
         for entry, fmt in zip(meta.files, formats, strict=True):
             f = files[entry.path]
@@ -597,36 +635,39 @@ class IngestService:
             )
 
         # 2. The ArchiveUnit tree with its rules, then the manifest, validated before storage.
-        root = build_dossier_tree(
-            meta,
-            objects,
-            self._referential,
-            new_id=lambda prefix_: derived_id(prefix_, now, f"{transfer.id}/{next(counter)}"),
-        )
-        manifest = build_archive_transfer(
-            TransferManifestInput(
-                message_identifier=transfer.message_identifier,
-                date=now,
-                archival_agency=agency,
-                transferring_agency=transfer.client_id,
-                originating_agency=meta.organization,
-                objects=tuple(objects[e.path] for e in meta.files),
-                root=root,
-                comment=meta.title,
-            ),
-            version=self._seda_version,  # type: ignore[arg-type]
-            rule_code_list=f"{REFERENTIAL_CODE_LIST}:{self._referential.version}",
-        )
-        self._validator.validate(manifest)
-        manifest_sha256 = hashlib.sha256(manifest).digest()
+        with timed(self._metrics, "describe"):
+            root = build_dossier_tree(
+                meta,
+                objects,
+                self._referential,
+                new_id=lambda prefix_: derived_id(prefix_, now, f"{transfer.id}/{next(counter)}"),
+            )
+        with timed(self._metrics, "manifest"):
+            manifest = build_archive_transfer(
+                TransferManifestInput(
+                    message_identifier=transfer.message_identifier,
+                    date=now,
+                    archival_agency=agency,
+                    transferring_agency=transfer.client_id,
+                    originating_agency=meta.organization,
+                    objects=tuple(objects[e.path] for e in meta.files),
+                    root=root,
+                    comment=meta.title,
+                ),
+                version=self._seda_version,  # type: ignore[arg-type]
+                rule_code_list=f"{REFERENTIAL_CODE_LIST}:{self._referential.version}",
+            )
+            self._validator.validate(manifest)
+            manifest_sha256 = hashlib.sha256(manifest).digest()
 
         # 3. RFC 3161 token over SHA-256 of the manifest bytes, verified before we rely on it.
         #    A token an earlier attempt stored for these very bytes is kept, not replaced.
-        chain = self._tsa.certificate_chain_pem()
-        token = self._stored_token(f"{prefix}/manifest.tsr", manifest_sha256, chain)
-        if token is None:
-            token = self._tsa.timestamp(manifest_sha256, hash_algorithm="sha256")
-        info = verify_timestamp(token, digest=manifest_sha256, chain_pem=chain)
+        with timed(self._metrics, "timestamp"):
+            chain = self._tsa.certificate_chain_pem()
+            token = self._stored_token(f"{prefix}/manifest.tsr", manifest_sha256, chain)
+            if token is None:
+                token = self._tsa.timestamp(manifest_sha256, hash_algorithm="sha256")
+            info = verify_timestamp(token, digest=manifest_sha256, chain_pem=chain)
 
         # 4. Every blob to every offer under write-once keys, then read back and compare. The
         #    last offer may adopt the staged files rather than copy them (the staging area
@@ -647,11 +688,13 @@ class IngestService:
         copies: list[CopyRecord] = []
         with ThreadPoolExecutor(max_workers=STORE_WORKERS, thread_name_prefix="store") as pool:
             for index, offer in enumerate(self._offers):
+                started, read_back = perf_counter(), 0.0
                 put = partial(self._put, offer, consume=index == len(self._offers) - 1)
                 stored = pool.map(put, keys, sources, digests)
-                for (kind, key, _source, sha), (size, version_id) in zip(
+                for (kind, key, _source, sha), (size, version_id, reading) in zip(
                     blobs, stored, strict=True
                 ):
+                    read_back += reading
                     copies.append(
                         CopyRecord(
                             tenant_id=transfer.tenant_id,
@@ -665,12 +708,18 @@ class IngestService:
                             version_id=version_id,
                         )
                     )
+                # Read-backs overlap each other and the writes: their time is summed.
+                self._metrics.observe_stage("store", perf_counter() - started)
+                self._metrics.observe_stage("read_back", read_back)
 
         # 5. Lock every copy on offers with Object Lock (retention until the end of the DUA,
         #    or the offer's minimum while the start event is pending), then the commit point:
         #    the package exists once this transaction commits.
         self._lock_copies(copies, root, objects)
-        self._commit_package(transfer, meta, root, objects, manifest, token, info.gen_time, copies)
+        with timed(self._metrics, "commit"):
+            self._commit_package(
+                transfer, meta, root, objects, manifest, token, info.gen_time, copies
+            )
 
     def _stored_token(self, key: str, digest: bytes, chain: bytes) -> bytes | None:
         for offer in self._offers:
@@ -692,6 +741,16 @@ class IngestService:
         lockers = {o.name: o for o in self._offers if isinstance(o, LockingBlobStore)}
         if not lockers:
             return
+        with timed(self._metrics, "lock"):
+            self._lock(lockers, copies, root, objects)
+
+    def _lock(
+        self,
+        lockers: dict[str, LockingBlobStore],
+        copies: Sequence[CopyRecord],
+        root: ArchiveUnitNode,
+        objects: dict[str, DataObject],
+    ) -> None:
         now = self._clock.now()
         end_by_object: dict[str, date] = {}
 
@@ -726,9 +785,10 @@ class IngestService:
 
     def _put(
         self, offer: BlobStore, key: str, source: Path | bytes, sha256: str, *, consume: bool
-    ) -> tuple[int, str | None]:
+    ) -> tuple[int, str | None, float]:
         """Write one blob (or accept an identical one left by an earlier attempt), read it
-        back, and compare its SHA-256 with what we meant to store.
+        back, and compare its SHA-256 with what we meant to store. Returns the size, the
+        version id and the seconds the read-back took.
 
         The read-back is skipped only when the offer already did exactly that: computed the
         digest it returns by reading the stored, durable object (``StoredBlob.read_back``).
@@ -749,18 +809,21 @@ class IngestService:
                     stored = offer.put_bytes(key, source)
             except Conflict:
                 pass
+        started = perf_counter()
         if stored is not None and stored.read_back:
             size, found = stored.size, stored.sha256
         else:
             with offer.open(key) as stream:
                 size, found = sha256_stream(stream)
+        reading = perf_counter() - started
         if found != sha256:
+            self._metrics.storage_error(offer.name, "read_back")
             raise Unavailable(
                 f"offer {offer.name}: read-back of {key} gave sha256 {found}, expected {sha256}"
             )
         if stored is None:
             stored = offer.stat(key)
-        return size, stored.version_id if stored else None
+        return size, stored.version_id if stored else None, reading
 
     def _commit_package(
         self,

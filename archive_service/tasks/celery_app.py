@@ -34,7 +34,7 @@ from celery import Celery, Task, signals
 
 from archive_service.config import Settings, get_settings
 from archive_service.errors import ArchiveError, ConfigurationError, Unavailable
-from archive_service.jobs.celery_runner import celery_client, task_name
+from archive_service.jobs.celery_runner import celery_client, task_name, waiting_messages
 from archive_service.services.ingest import PROCESS_JOB
 from archive_service.wiring import Services, build_services, check_production
 
@@ -151,17 +151,6 @@ def make_celery(settings: Settings) -> ArchiveCelery:
     signals.worker_process_shutdown.connect(app.close_services, weak=False)
     signals.worker_shutdown.connect(app.close_services, weak=False)
     return app
-
-
-def waiting_messages(app: Celery, queue: str) -> int:
-    """Messages in ``queue`` not yet delivered to a worker.
-
-    The queue is declared as the workers declare it (a passive declaration misses the queue
-    on Redis with a ``global_keyprefix``), which also makes it exist when no worker did yet.
-    """
-    with app.connection_for_read() as conn:
-        declared = app.amqp.queues[queue].bind(conn.default_channel).queue_declare()
-        return int(declared.message_count)
 
 
 def resume_stuck(app: ArchiveCelery) -> int:
