@@ -138,13 +138,13 @@ def make_celery(settings: Settings) -> ArchiveCelery:
         beat_schedule_filename=str(settings.data_dir.resolve() / "celerybeat-schedule"),
     )
 
-    @app.task(base=ArchiveTask, name=PROCESS_TASK)  # type: ignore[untyped-decorator]
+    @app.task(base=ArchiveTask, name=PROCESS_TASK, shared=False)  # type: ignore[untyped-decorator]
     def process_transfer(transfer_id: str) -> str:
         status = app.services().ingest.process(transfer_id)
         log.info("job.done", status=status.value)
         return status.value
 
-    @app.task(base=ArchiveTask, name=RESUME_TASK)  # type: ignore[untyped-decorator]
+    @app.task(base=ArchiveTask, name=RESUME_TASK, shared=False)  # type: ignore[untyped-decorator]
     def resume_unfinished() -> int:
         return resume_stuck(app)
 

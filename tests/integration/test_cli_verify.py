@@ -7,6 +7,7 @@ made by the real SEDA builder and the built-in TSA, or by the service itself end
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -31,6 +32,7 @@ from archive_service.core.package_check import (
 from archive_service.tsa.builtin import BuiltinTimestampAuthority
 from archive_service.wiring import build_services
 from tests.fixtures.dossier import BUYER_NAME, BUYER_SIRET, make_dossier
+from tests.integration.conftest import celery_worker
 from tests.unit.test_package_check import FixedClock, Package, build_package
 
 REPO = Path(__file__).parents[2]
@@ -225,8 +227,10 @@ class LiveApi:
 
 @pytest.fixture
 def live_api(settings: Settings) -> Iterator[LiveApi]:
-    """The real app (SQLite, local storage, built-in TSA) served by uvicorn on 127.0.0.1."""
+    """The real app of the stack served by uvicorn on 127.0.0.1 (with its Celery worker)."""
     services = build_services(settings)
+    worker = contextlib.ExitStack()
+    worker.enter_context(celery_worker(services))
     bootstrap = services.tenancy.bootstrap("GIP Test", [f"{BUYER_SIRET}:{BUYER_NAME}"])
     keys = {k.role.value: k.key for k in bootstrap.keys}
     server = uvicorn.Server(
@@ -254,6 +258,7 @@ def live_api(settings: Settings) -> Iterator[LiveApi]:
     finally:
         server.should_exit = True
         thread.join(timeout=60)
+        worker.close()
         services.close()
 
 

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from tests.fixtures.dossier import make_dossier
-from tests.integration.conftest import OTHER_SIRET, Env, post_transfer
+from tests.integration.conftest import OTHER_SIRET, Env, post_transfer, stored_objects
 
 
 def snapshot(env: Env) -> dict[str, Any]:
@@ -21,13 +21,10 @@ def snapshot(env: Env) -> dict[str, Any]:
     with env.services.engine.connect() as conn:
         for table in inspect(conn).get_table_names():
             counts[table] = conn.execute(text(f'SELECT count(*) FROM "{table}"')).scalar()
-    storage = env.settings.resolved_storage_dir
     staging = env.settings.resolved_staging_dir
     return {
         "rows": counts,
-        "storage": sorted(str(p.relative_to(storage)) for p in storage.rglob("*"))
-        if storage.exists()
-        else [],
+        "storage": stored_objects(env.services),
         "staging": sorted(str(p) for p in staging.rglob("*")) if staging.exists() else [],
     }
 

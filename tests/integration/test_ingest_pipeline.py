@@ -12,7 +12,7 @@ from sqlalchemy import select
 from archive_service.db import tables as t
 from archive_service.errors import Issue, SedaInvalid, Unavailable
 from tests.fixtures.dossier import make_dossier
-from tests.integration.conftest import Env
+from tests.integration.conftest import Env, quick_retries, stored_keys, stored_objects
 from tests.reference import official_schema
 
 NS = {"s": "fr:gouv:culture:archivesdefrance:seda:v2.3"}
@@ -24,11 +24,6 @@ def logbook(env: Env, subject_id: str | None = None) -> list[tuple[str, str, str
         if subject_id:
             stmt = stmt.where(t.LogbookEntry.subject_id == subject_id)
         return [tuple(r) for r in conn.execute(stmt.order_by(t.LogbookEntry.id))]
-
-
-def storage_files(env: Env) -> list[Path]:
-    root = env.settings.resolved_storage_dir
-    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
 
 
 class RefusingValidator:
@@ -52,7 +47,7 @@ def test_rejection_after_acknowledgement_leaves_nothing_stored(env: Env, tmp_pat
     ]
     assert done["archive_unit_id"] is None
     # Nothing stored, nothing staged, and the logbook tells what happened to the transfer.
-    assert storage_files(env) == []
+    assert stored_objects(env.services) == set()
     staging = env.settings.resolved_staging_dir
     assert [p for p in staging.iterdir()] == []
     events = [e[0] for e in logbook(env, transfer_id)]
@@ -89,7 +84,7 @@ def test_unavailable_tsa_makes_the_transfer_wait_then_complete_once(
 ) -> None:
     flaky = FlakyTsa(env.services.tsa, failures=2)
     env.services.ingest._tsa = flaky  # type: ignore[assignment]
-    env.services.runner._base_delay = 0.05
+    quick_retries(env.services)
     metadata, _ = make_dossier(tmp_path / "d")
     r = env.post_transfer(metadata, tmp_path / "d")
     transfer_id = r.json()["id"]
@@ -99,30 +94,30 @@ def test_unavailable_tsa_makes_the_transfer_wait_then_complete_once(
     # One package, each object stored once, even though two attempts ran before.
     with env.services.engine.connect() as conn:
         packages = conn.execute(select(t.Package.id)).all()
-        copies = conn.execute(select(t.StoredCopy.key)).scalars().all()
+        copies = conn.execute(select(t.StoredCopy.offer, t.StoredCopy.key)).all()
     assert len(packages) == 1
-    assert (
-        len(copies) == len(set(copies)) == len(metadata["files"]) + 1 + 2
-    )  # + decp, manifest, token
-    stored = {str(p.relative_to(env.settings.resolved_storage_dir)) for p in storage_files(env)}
-    assert set(copies) <= stored
+    per_offer = len(metadata["files"]) + 1 + 2  # + decp, manifest, token
+    assert len(copies) == len(set(copies)) == per_offer * len(env.services.offers)
+    # Every copy is where the database says, and nothing else is anywhere (no orphan).
+    assert {(offer, key) for offer, key in copies} == stored_keys(env.services)
+    assert len(stored_objects(env.services)) == len(copies)
     events = [e[0] for e in logbook(env)]
     assert events.count("transfer.accepted") == 1
-    assert events.count("object.stored") == len(metadata["files"]) + 1
-    assert events.count("manifest.stored") == 1 and events.count("timestamp.stored") == 1
+    offers = len(env.services.offers)  # one entry per copy
+    assert events.count("object.stored") == (len(metadata["files"]) + 1) * offers
+    assert events.count("manifest.stored") == events.count("timestamp.stored") == offers
 
 
 def test_waiting_transfer_says_why(env: Env, tmp_path: Path) -> None:
     flaky = FlakyTsa(env.services.tsa, failures=10**6)
     env.services.ingest._tsa = flaky  # type: ignore[assignment]
-    env.services.runner._base_delay = 30  # keep it waiting for the assertion
     metadata, _ = make_dossier(tmp_path / "d")
     r = env.post_transfer(metadata, tmp_path / "d")
     transfer_id = r.json()["id"]
-    env.services.runner.wait_idle(60)
-    body = env.http.get(f"/v1/transfers/{transfer_id}", headers=env.auth()).json()
+    body = env.poll(transfer_id, lambda b: bool(b["reasons"]))
+    assert flaky.calls >= 1
     assert body["status"] == "processing"
     assert body["reasons"][0]["code"] == "unavailable"
     assert "TSA unreachable" in body["reasons"][0]["message"]
     # The token comes before any write: nothing is in storage while it waits.
-    assert storage_files(env) == []
+    assert stored_objects(env.services) == set()

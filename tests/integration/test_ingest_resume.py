@@ -3,6 +3,7 @@ first one wrote, byte for byte, without a second package."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,28 @@ from archive_service.config import Settings
 from archive_service.db import tables as t
 from archive_service.errors import ConfigurationError, Unavailable
 from archive_service.ports import TransferStatus
+from archive_service.storage.local import LocalDirectoryStore
 from archive_service.wiring import build_services
 from tests.fixtures.dossier import make_dossier
-from tests.integration.conftest import Env
+from tests.integration.conftest import Env, stored_objects
+
+
+def holdings(env: Env) -> dict[tuple[str, str], tuple[object, str]]:
+    """(offer, key) → (what a rewrite would change: the file's inode on a local offer, the
+    version id on S3; the SHA-256 of the bytes read back now)."""
+    found: dict[tuple[str, str], tuple[object, str]] = {}
+    for offer in env.services.offers:
+        for key in offer.iter_keys():
+            blob = offer.stat(key)
+            assert blob is not None
+            if isinstance(offer, LocalDirectoryStore):
+                identity: object = offer._object_path(key).stat().st_ino
+            else:
+                identity = blob.version_id
+            with offer.open(key) as stream:
+                digest = hashlib.file_digest(stream, "sha256").hexdigest()
+            found[(offer.name, key)] = (identity, digest)
+    return found
 
 
 def _register_without_running(env: Env, tmp_path: Path) -> tuple[str, dict[str, Any]]:
@@ -73,24 +93,25 @@ def test_a_job_that_crashed_before_the_commit_completes_with_the_same_bytes(
     ingest._commit_package = crash  # type: ignore[method-assign]
     with pytest.raises(RuntimeError):
         ingest.process(transfer_id)
-    storage = env.settings.resolved_storage_dir
-    written = {p: (p.stat().st_ino, p.read_bytes()) for p in storage.rglob("*") if p.is_file()}
-    manifests = [p for p in written if p.name == "manifest.xml" and ".sha256" not in p.parts]
-    assert len(manifests) == 1
+    written = holdings(env)
+    manifests = [k for k in written if k[1].endswith("/manifest.xml")]
+    assert len(manifests) == len(env.services.offers)
     with env.services.engine.connect() as conn:
         assert conn.execute(select(t.Package.id)).all() == []
 
     ingest._commit_package = real_commit  # type: ignore[method-assign]
     assert ingest.process(transfer_id) is TransferStatus.ACCEPTED
-    after = {p: (p.stat().st_ino, p.read_bytes()) for p in storage.rglob("*") if p.is_file()}
-    # Nothing the first run wrote was removed or rewritten: same files, same inodes, same bytes
-    # (the manifest is rebuilt identically, the stored token is reused).
-    for path, state in written.items():
-        assert after[path] == state, path
+    after = holdings(env)
+    # Nothing the first run wrote was removed or rewritten: same objects, same files or
+    # versions, same bytes (the manifest is rebuilt identically, the stored token is reused),
+    # and no other version beside them.
+    for key, state in written.items():
+        assert after[key] == state, key
+    assert len(stored_objects(env.services)) == len(after)
     with env.services.engine.connect() as conn:
         assert len(conn.execute(select(t.Package.id)).all()) == 1
         keys = conn.execute(select(t.StoredCopy.key)).scalars().all()
-    assert len(keys) == len(metadata["files"]) + 3
+    assert len(keys) == (len(metadata["files"]) + 3) * len(env.services.offers)
     body = env.http.get(f"/v1/transfers/{transfer_id}", headers=env.auth()).json()
     assert body["status"] == "accepted"
 

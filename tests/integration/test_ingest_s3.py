@@ -5,24 +5,19 @@ second offer when the first is gone."""
 from __future__ import annotations
 
 import hashlib
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from archive_service.api.app import create_app
 from archive_service.config import Settings
 from archive_service.db import tables as t
-from archive_service.wiring import build_services
-from tests.fixtures.dossier import BUYER_NAME, BUYER_SIRET, make_dossier
-from tests.integration.conftest import Env
-from tests.integration.test_s3 import raw_client, require_s3, s3_endpoint, s3_keys
+from tests.fixtures.dossier import make_dossier
+from tests.integration.conftest import Env, open_env, s3_offers
+from tests.integration.test_s3 import raw_client
 from tests.reference import official_schema
 
 MIN_RETENTION_DAYS = 30
@@ -30,31 +25,11 @@ MIN_RETENTION_DAYS = 30
 
 @pytest.fixture
 def s3_env(settings: Settings) -> Iterator[tuple[Env, list[dict[str, Any]]]]:
-    require_s3()
-    access, secret = s3_keys()
-    second = os.environ.get("ARCHIVE_TEST_S3_ENDPOINT_2", s3_endpoint())
-    suffix = uuid.uuid4().hex[:10]
     offers = [
-        {
-            "name": f"ceph-{n}",
-            "kind": "s3",
-            "endpoint_url": endpoint,
-            "bucket": f"archive-e2e-{n}-{suffix}",
-            "access_key": access,
-            "secret_key": secret,
-            "min_retention_days": MIN_RETENTION_DAYS,
-        }
-        for n, endpoint in (("a", s3_endpoint()), ("b", second))
+        dict(offer, min_retention_days=MIN_RETENTION_DAYS) for offer in s3_offers("archive-e2e")
     ]
-    settings = settings.model_copy(update={"storage_offers": offers})
-    services = build_services(settings)
-    keys = {
-        k.role.value: k.key
-        for k in services.tenancy.bootstrap("GIP S3", [f"{BUYER_SIRET}:{BUYER_NAME}"]).keys
-    }
-    with TestClient(create_app(settings, services=services)) as http:
-        yield Env(http, services, keys, keys, settings), offers
-    services.close()
+    with open_env(settings.model_copy(update={"storage_offers": offers})) as env:
+        yield env, offers
 
 
 def test_dossier_on_two_locked_s3_offers(
