@@ -9,6 +9,7 @@ stage durations and storage errors the processes observed (observability/prometh
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,12 +17,15 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from archive_service.db import tables as t
 from archive_service.errors import ArchiveError
 from archive_service.jobs.celery_runner import CeleryRunner
 from archive_service.jobs.inprocess import InProcessRunner
 from archive_service.wiring import Services
+
+_log = logging.getLogger(__name__)
 
 PROBE_KEY = "readiness/probe"
 
@@ -103,25 +107,38 @@ class ArchiveCollector(Collector):
             "archive_unfinished_transfers",
             "Transfers received or processing (the work queue as the database sees it).",
         )
-        with self._services.engine.connect() as conn:
-            by_status = dict(
-                conn.execute(
-                    select(t.Transfer.status, func.count()).group_by(t.Transfer.status)
-                ).all()
+        database_up = GaugeMetricFamily(
+            "archive_database_up", "1 when this scrape could read the database's figures."
+        )
+        try:
+            with self._services.engine.connect() as conn:
+                by_status = dict(
+                    conn.execute(
+                        select(t.Transfer.status, func.count()).group_by(t.Transfer.status)
+                    ).all()
+                )
+                for status in ("received", "processing", "accepted", "rejected"):
+                    transfers.add_metric([status], float(by_status.get(status, 0)))
+                size, count = conn.execute(
+                    select(func.coalesce(func.sum(t.DataObject.size), 0), func.count())
+                ).one()
+                ingested.add_metric([], float(size))
+                objects.add_metric([], float(count))
+                for offer, n in conn.execute(
+                    select(t.StoredCopy.offer, func.count()).group_by(t.StoredCopy.offer)
+                ).all():
+                    copies.add_metric([offer], float(n))
+        except SQLAlchemyError as exc:
+            # The database is down: say so, and still serve the process's own metrics.
+            _log.warning("metrics.database_unavailable", extra={"reason": str(exc)[:200]})
+            database_up.add_metric([], 0.0)
+            yield database_up
+        else:
+            database_up.add_metric([], 1.0)
+            queue.add_metric(
+                [], float(by_status.get("received", 0) + by_status.get("processing", 0))
             )
-            for status in ("received", "processing", "accepted", "rejected"):
-                transfers.add_metric([status], float(by_status.get(status, 0)))
-            size, count = conn.execute(
-                select(func.coalesce(func.sum(t.DataObject.size), 0), func.count())
-            ).one()
-            ingested.add_metric([], float(size))
-            objects.add_metric([], float(count))
-            for offer, n in conn.execute(
-                select(t.StoredCopy.offer, func.count()).group_by(t.StoredCopy.offer)
-            ).all():
-                copies.add_metric([offer], float(n))
-        queue.add_metric([], float(by_status.get("received", 0) + by_status.get("processing", 0)))
-        yield from (transfers, ingested, objects, copies, queue)
+            yield from (database_up, transfers, ingested, objects, copies, queue)
         runner = self._services.runner
         waiting = runner.pending()
         if waiting is not None:  # None: the broker did not answer (the runner logged why)

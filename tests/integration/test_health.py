@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import create_engine
 
 from archive_service.api.app import create_app
 from archive_service.config import Settings
@@ -43,6 +45,7 @@ def test_ready_and_metrics_after_a_transfer(env: Env, tmp_path: Path) -> None:
     assert got[("archive_transfers", (("status", "accepted"),))] == 1
     assert got[("archive_transfers", (("status", "rejected"),))] == 0
     assert got[("archive_unfinished_transfers", ())] == 0
+    assert got[("archive_database_up", ())] == 1
     total = sum((tmp_path / "d" / f["path"]).stat().st_size for f in metadata["files"])
     assert got[("archive_ingested_bytes_total", ())] > total  # + the DECP record
     assert got[("archive_objects", ())] == len(metadata["files"]) + 1
@@ -74,3 +77,18 @@ def test_not_ready_names_the_unreachable_offer(settings: Settings) -> None:
             assert checks["database"]["ok"] is True
     finally:
         services.close()
+
+
+def test_metrics_say_the_database_is_down_and_serve_the_rest(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unreachable = create_engine(
+        "postgresql+psycopg://postgres@127.0.0.1:9/archive", connect_args={"connect_timeout": 2}
+    )
+    monkeypatch.setattr(env.services, "engine", unreachable)
+    r = env.http.get("/metrics")
+    assert r.status_code == 200, r.text
+    got = samples(r.text)
+    assert got[("archive_database_up", ())] == 0
+    assert ("archive_transfers", (("status", "accepted"),)) not in got
+    unreachable.dispose()
