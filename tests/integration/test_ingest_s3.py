@@ -5,6 +5,8 @@ second offer when the first is gone."""
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +18,7 @@ from sqlalchemy import select
 from archive_service.config import Settings
 from archive_service.db import tables as t
 from tests.fixtures.dossier import make_dossier
-from tests.integration.conftest import Env, open_env, s3_offers
+from tests.integration.conftest import Env, open_env, s3_offers, unavailable
 from tests.integration.test_s3 import raw_client
 from tests.reference import official_schema
 
@@ -30,6 +32,15 @@ def s3_env(settings: Settings) -> Iterator[tuple[Env, list[dict[str, Any]]]]:
     ]
     with open_env(settings.model_copy(update={"storage_offers": offers})) as env:
         yield env, offers
+
+
+def cluster_operator(*args: str) -> None:
+    """``radosgw-admin`` on the test S3 server's cluster (``ARCHIVE_TEST_CEPH_DIR``)."""
+    directory = Path(os.environ.get("ARCHIVE_TEST_CEPH_DIR", "/tmp/ceph-dev"))
+    if not (directory / "ceph.conf").exists():
+        unavailable(f"no Ceph cluster configuration in {directory} (set ARCHIVE_TEST_CEPH_DIR)")
+    conf = str(directory / "ceph.conf")
+    subprocess.run(["radosgw-admin", "-c", conf, *args], check=True, capture_output=True)
 
 
 def test_dossier_on_two_locked_s3_offers(
@@ -88,12 +99,23 @@ def test_dossier_on_two_locked_s3_offers(
         r = env.http.get(f"/v1/objects/{obj['id']}/content", headers=env.auth("archivist"))
         assert hashlib.sha256(r.content).hexdigest() == obj["sha256"]
 
-    # A copy missing on the first offer: reads fall back to the second one. (The version is
-    # locked, so the test hides it behind a newer delete marker, as a careless admin would.)
+    # A copy lost on the first offer: reads fall back to the second one. The version is
+    # locked, so only the cluster's operator can remove it (radosgw-admin bypasses S3).
     obj = unit["objects"][0]
     first = offers[0]
-    raw_client(first["endpoint_url"]).delete_object(
-        Bucket=first["bucket"], Key=next(k for k in by_offer["ceph-a"] if k.endswith(obj["uri"]))
+    key = next(k for k in by_offer["ceph-a"] if k.endswith(obj["uri"]))
+    version = next(v for o, k, v, _sha in copies if o == "ceph-a" and k == key)
+    cluster_operator(
+        "object",
+        "rm",
+        f"--bucket={first['bucket']}",
+        f"--object={key}",
+        f"--object-version={version}",
+    )
+    assert (
+        not raw_client(first["endpoint_url"])
+        .list_object_versions(Bucket=first["bucket"], Prefix=key)
+        .get("Versions")
     )
     r = env.http.get(f"/v1/objects/{obj['id']}/content", headers=env.auth("archivist"))
     assert r.status_code == 200
