@@ -214,6 +214,46 @@ class StoredCopy(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     version_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     stored_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    verified_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True, index=True)
+    """When an integrity audit last re-read this copy (``None``: never)."""
+    verified_outcome: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    """That audit's verdict: ``ok``, ``missing``, ``corrupt``, ``version_mismatch``,
+    ``manifest_mismatch`` or ``unreachable``."""
+
+
+class SupersededCopy(Base):
+    """A version of a copy that a repair replaced: kept in the offer (write-once), recorded here."""
+
+    __tablename__ = "superseded_copies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    package_id: Mapped[str] = mapped_column(ForeignKey("packages.id"), index=True)
+    offer: Mapped[str] = mapped_column(String(100))
+    key: Mapped[str] = mapped_column(String(400))
+    version_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    """The digest the database expected of the copy."""
+    found_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """What the superseded version hashed to (``None``: missing or unreadable)."""
+    reason: Mapped[str] = mapped_column(String(20))
+    superseded_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    superseded_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class AuditRun(Base):
+    """One integrity audit run, as it concerned one tenant."""
+
+    __tablename__ = "audit_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(40), index=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    finished_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    offers: Mapped[list[str]] = mapped_column(JSON)
+    scope: Mapped[dict[str, Any]] = mapped_column(JSON)
+    copies: Mapped[int] = mapped_column(Integer)
+    problems: Mapped[int] = mapped_column(Integer)
+    repaired: Mapped[int] = mapped_column(Integer)
 
 
 class LogbookEntry(Base):
