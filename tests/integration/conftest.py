@@ -96,19 +96,30 @@ def postgres_server() -> URL:
     return url
 
 
-@pytest.fixture
-def postgres_database(postgres_server: URL) -> Iterator[str]:
-    """The URL of a new, empty database, dropped (with its connections) after the test."""
-    name = f"archive_test_{secrets.token_hex(6)}"
-    admin = create_engine(postgres_server, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+@contextlib.contextmanager
+def new_postgres_database(
+    server: URL, prefix: str = "archive_test", *, before_drop: Callable[[], None] | None = None
+) -> Iterator[str]:
+    """The URL of a new, empty database on ``server``, dropped (with its connections) after."""
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    admin = create_engine(server, poolclass=NullPool, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
-        yield postgres_server.set(database=name).render_as_string(hide_password=False)
+        yield server.set(database=name).render_as_string(hide_password=False)
     finally:
+        if before_drop is not None:
+            before_drop()
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_database(postgres_server: URL) -> Iterator[str]:
+    """A new, empty database for the test."""
+    with new_postgres_database(postgres_server) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -31,13 +31,12 @@ from typing import Any
 
 import pytest
 from lxml import etree
-from sqlalchemy import URL, create_engine, func, select, text
-from sqlalchemy.pool import NullPool
+from sqlalchemy import URL, func, select
 
 from archive_service.db import tables as t
 from tests.fixtures.dossier import make_dossier, make_small_dossier
 from tests.integration.ceph_cluster import PrivateCeph, private_ceph
-from tests.integration.conftest import Env
+from tests.integration.conftest import Env, new_postgres_database
 from tests.integration.test_celery import (
     ARCHIVE_SERVICE,
     BROKERS,
@@ -81,18 +80,11 @@ def redis_url() -> str:
 
 @pytest.fixture(scope="module")
 def database(postgres_server: URL) -> Iterator[str]:
-    """A PostgreSQL database for the module, dropped afterwards."""
-    name = f"archive_fault_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_server, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield postgres_server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        wait_for_postgres()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    """A PostgreSQL database for the module, dropped afterwards (once the server is back)."""
+    with new_postgres_database(
+        postgres_server, "archive_fault", before_drop=wait_for_postgres
+    ) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
