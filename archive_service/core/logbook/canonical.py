@@ -8,9 +8,10 @@ strings with only the escapes JSON requires (§3.2.2.2).
 This module imports the standard library only: it is shipped inside evidence bundles so that an
 auditor can recompute an entry's bytes (and so its leaf hash) with ``python3`` alone.
 
-Accepted values: None, bool, int, float, str, list/tuple, dict with str keys. Integers must be
-exactly representable as IEEE 754 doubles (|n| <= 2**53), as RFC 8785 numbers are; larger ones
-belong in strings (RFC 8785 §6, I-JSON). NaN and the infinities are not JSON.
+Accepted values: None, bool, int, float, str, list/tuple, dict with str keys. RFC 8785 numbers
+are IEEE 754 doubles: integers beyond 2**53 are accepted only when their decimal form is the
+canonical form of a double (what a JSON parser gives back for a large float), others belong in
+strings (RFC 8785 §6, I-JSON). NaN and the infinities are not JSON.
 """
 
 from __future__ import annotations
@@ -49,9 +50,7 @@ def _write(value: Any, out: list[str]) -> None:
     elif isinstance(value, str):
         out.append(encode_basestring(value))
     elif isinstance(value, int):
-        if abs(value) > _MAX_EXACT_INT:
-            raise ValueError(f"integer {value} is not exactly representable as a JSON number")
-        out.append(str(int(value)))
+        out.append(_integer(value))
     elif isinstance(value, float):
         out.append(es6_number(value))
     elif isinstance(value, dict):
@@ -78,6 +77,24 @@ def _write(value: Any, out: list[str]) -> None:
         out.append("]")
     else:
         raise ValueError(f"{type(value).__name__} has no JSON form")
+
+
+def _integer(value: int) -> str:
+    """An integer is a JSON number, that is a double (RFC 8785 §3.2.2.3): written in decimal
+    when that is also the canonical form of the double it reads as. Every integer up to 2**53
+    qualifies, and larger ones that are the canonical digits of a double (e.g. 10**21 - 10**5,
+    as a parser gives back 999999999999999900000); others would change on the way to a double
+    and back, and are refused."""
+    text = str(int(value))
+    if -_MAX_EXACT_INT <= value <= _MAX_EXACT_INT:
+        return text
+    try:
+        as_double = es6_number(float(value))
+    except OverflowError:
+        as_double = ""
+    if as_double != text:
+        raise ValueError(f"integer {value} is not exactly a JSON number (double); use a string")
+    return text
 
 
 def _utf16_key(key: str) -> bytes:
