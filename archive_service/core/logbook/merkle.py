@@ -25,10 +25,13 @@ __all__ = [
     "SubtreeReader",
     "append_nodes",
     "consistency_proof",
+    "consistency_proof_nodes",
     "inclusion_proof",
+    "inclusion_proof_nodes",
     "leaf_hash",
     "node_hash",
     "root_hash",
+    "root_nodes",
     "verify_consistency",
     "verify_inclusion",
 ]
@@ -150,6 +153,33 @@ def consistency_proof(size1: int, size2: int, subtree: SubtreeReader) -> list[by
         proof.append(subtree(count.bit_length() - 1, begin // count))
     proof.reverse()
     return proof
+
+
+def _nodes_read(compute: Callable[[SubtreeReader], object]) -> list[tuple[int, int]]:
+    reads: list[tuple[int, int]] = []
+
+    def record(level: int, index: int) -> bytes:
+        reads.append((level, index))
+        return EMPTY_ROOT  # a placeholder: only the coordinates matter
+
+    compute(record)
+    return reads
+
+
+def root_nodes(size: int) -> list[tuple[int, int]]:
+    """The ``(level, index)`` subtrees :func:`root_hash` reads, so that a database-backed
+    reader can fetch them in one query before calling it."""
+    return _nodes_read(lambda read: root_hash(size, read))
+
+
+def inclusion_proof_nodes(index: int, size: int) -> list[tuple[int, int]]:
+    """The ``(level, index)`` subtrees :func:`inclusion_proof` reads (at most 2 log2 size)."""
+    return _nodes_read(lambda read: inclusion_proof(index, size, read))
+
+
+def consistency_proof_nodes(size1: int, size2: int) -> list[tuple[int, int]]:
+    """The ``(level, index)`` subtrees :func:`consistency_proof` reads (at most 2 log2 size2)."""
+    return _nodes_read(lambda read: consistency_proof(size1, size2, read))
 
 
 def _check_hash(value: bytes, what: str) -> None:
