@@ -10,11 +10,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, Protocol, runtime_checkable
 
+from archive_service.core.logbook.canonical import canonical_json
 from archive_service.core.model import FileFingerprints, FormatInfo
 
 
@@ -363,6 +364,59 @@ class LogEvent:
     actor: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
+    def canonical(self, entry_id: int) -> bytes:
+        """The entry's bytes in the tenant's Merkle log (its leaf data): RFC 8785 JSON of
+        form ``v`` 1. Written with the row and never rebuilt, so a JSON round-trip through
+        the database cannot change what was hashed (migration 0005 freezes a copy)."""
+        return canonical_json(
+            {
+                "v": 1,
+                "tenant": self.tenant_id,
+                "id": entry_id,
+                "at": self.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "type": self.event_type,
+                "outcome": self.outcome,
+                "actor": self.actor,
+                "subject": {"type": self.subject_type, "id": self.subject_id},
+                "details": self.details,
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogEntryRecord:
+    """A stored logbook entry: its columns, its canonical bytes, its place in the tree."""
+
+    id: int
+    event: LogEvent
+    canonical: bytes
+    leaf_index: int | None = None
+    """``None`` until the integrator appended it to the tenant's tree."""
+    leaf_hash: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogHeadRecord:
+    """What the integrator has appended to a tenant's tree so far."""
+
+    tenant_id: str
+    size: int
+    root: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckpointRecord:
+    """A signed, timestamped checkpoint as the database keeps it."""
+
+    tenant_id: str
+    size: int
+    root: bytes
+    note: bytes
+    token: bytes
+    key_name: str
+    created_at: datetime
+    copies: tuple[dict[str, Any], ...] = ()
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SearchQuery:
@@ -459,8 +513,77 @@ class ArchiveRepository(Protocol):
 
 
 class LogbookRepository(Protocol):
-    def append(self, event: LogEvent) -> int: ...
+    def append(self, event: LogEvent) -> int:
+        """Store the entry with its canonical bytes (no lock on the tree); its id."""
+        ...
+
     def for_subject(self, tenant_id: str, subject_id: str) -> list[LogEvent]: ...
+
+    # -- reading entries (id order unless said) --------------------------------------------
+    def get_entry(self, tenant_id: str, entry_id: int) -> LogEntryRecord | None: ...
+    def entries(
+        self,
+        tenant_id: str,
+        *,
+        subject_ids: Sequence[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+    ) -> list[LogEntryRecord]:
+        """Entries about any of ``subject_ids``, or at ``start`` <= at < ``end``, with an id
+        above ``after_id``, at most ``limit``."""
+        ...
+
+    def entries_by_leaf(
+        self, tenant_id: str, *, from_leaf: int, limit: int
+    ) -> list[LogEntryRecord]:
+        """Integrated entries with a leaf index >= ``from_leaf``, in leaf order."""
+        ...
+
+    def tenants(self) -> list[str]:
+        """Tenants with at least one entry."""
+        ...
+
+    # -- the integrator and the tree ------------------------------------------------------
+    def lock_head(self, tenant_id: str, *, at: datetime) -> LogHeadRecord:
+        """The tenant's head, locked until the transaction ends (created empty if absent)."""
+        ...
+
+    def head(self, tenant_id: str) -> LogHeadRecord: ...
+    def pending(self, tenant_id: str, *, limit: int) -> list[tuple[int, bytes]]:
+        """(id, canonical) of entries not yet integrated, in id order."""
+        ...
+
+    def assign_leaves(self, tenant_id: str, leaves: Sequence[tuple[int, int, bytes]]) -> None:
+        """Set (entry id, leaf index, leaf hash) of integrated entries."""
+        ...
+
+    def add_nodes(self, tenant_id: str, nodes: Sequence[tuple[int, int, bytes]]) -> None:
+        """Store (level, index, hash) of new perfect subtrees, level >= 1."""
+        ...
+
+    def node(self, tenant_id: str, level: int, index: int) -> bytes:
+        """The hash of a perfect subtree (level 0: a leaf); ``NotFound`` if not stored."""
+        ...
+
+    def nodes(
+        self, tenant_id: str, coordinates: Sequence[tuple[int, int]]
+    ) -> dict[tuple[int, int], bytes]:
+        """The stored hashes of those of the (level, index) subtrees that exist, at once."""
+        ...
+
+    def set_head(self, tenant_id: str, *, size: int, root: bytes, at: datetime) -> None: ...
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def add_checkpoint(self, checkpoint: CheckpointRecord) -> bool:
+        """Record it; False when the tenant already has one of that size (left unchanged)."""
+        ...
+
+    def latest_checkpoint(self, tenant_id: str) -> CheckpointRecord | None: ...
+    def checkpoints(self, tenant_id: str) -> list[CheckpointRecord]:
+        """Every checkpoint of the tenant, by size."""
+        ...
 
 
 class SearchIndex(Protocol):

@@ -17,7 +17,6 @@ from archive_service.db import tables as t
 from archive_service.ports import (
     ClientRecord,
     CopyRecord,
-    LogEvent,
     ObjectRecord,
     OrganizationRecord,
     PackageRecord,
@@ -396,22 +395,3 @@ class SqlArchiveRepository:
             .order_by(t.StoredCopy.id)
         ).all()
         return [_from_row(CopyRecord, r) for r in rows]
-
-
-class SqlLogbookRepository:
-    def __init__(self, session: Session) -> None:
-        self._s = session
-
-    def append(self, event: LogEvent) -> int:
-        row = t.LogbookEntry(**_fields(event))
-        self._s.add(row)
-        self._s.flush()
-        return row.id
-
-    def for_subject(self, tenant_id: str, subject_id: str) -> list[LogEvent]:
-        rows = self._s.scalars(
-            select(t.LogbookEntry)
-            .where(t.LogbookEntry.tenant_id == tenant_id, t.LogbookEntry.subject_id == subject_id)
-            .order_by(t.LogbookEntry.id)
-        ).all()
-        return [_from_row(LogEvent, r) for r in rows]

@@ -16,7 +16,9 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -257,10 +259,18 @@ class AuditRun(Base):
 
 
 class LogbookEntry(Base):
-    """An operation in the journal des opérations; append-only."""
+    """An operation in the journal des opérations; append-only.
+
+    ``canonical`` holds the entry's bytes as hashed into the tenant's Merkle log (RFC 8785
+    JSON, written with the row); ``leaf_index`` and ``leaf_hash`` are set when the integrator
+    appends it to the tree, after the operation's transaction committed.
+    """
 
     __tablename__ = "logbook_entries"
-    __table_args__ = (Index("ix_logbook_subject", "tenant_id", "subject_id"),)
+    __table_args__ = (
+        Index("ix_logbook_subject", "tenant_id", "subject_id"),
+        UniqueConstraint("tenant_id", "leaf_index"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
     at: Mapped[datetime] = mapped_column(UtcDateTime())
@@ -270,3 +280,51 @@ class LogbookEntry(Base):
     subject_type: Mapped[str] = mapped_column(String(40))
     subject_id: Mapped[str] = mapped_column(String(40))
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    canonical: Mapped[bytes] = mapped_column(LargeBinary)
+    leaf_index: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    leaf_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
+
+
+class MerkleNode(Base):
+    """A perfect subtree of a tenant's log: ``2**level`` leaves from ``index * 2**level``.
+
+    Levels 1 and up; the leaves (level 0) are ``logbook_entries.leaf_hash``. Written once by
+    the integrator, never changed.
+    """
+
+    __tablename__ = "merkle_nodes"
+    __table_args__ = (
+        PrimaryKeyConstraint("tenant_id", "level", "index"),
+        {"sqlite_with_rowid": False},
+    )
+    tenant_id: Mapped[str] = mapped_column(String(40))
+    level: Mapped[int] = mapped_column(Integer)
+    index: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class LogHead(Base):
+    """The integrated size and root of a tenant's log; its row is the integrator's lock."""
+
+    __tablename__ = "log_heads"
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    root: Mapped[bytes] = mapped_column(LargeBinary(32))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Checkpoint(Base):
+    """A signed, timestamped checkpoint of a tenant's log, also stored in every offer."""
+
+    __tablename__ = "checkpoints"
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    root: Mapped[bytes] = mapped_column(LargeBinary(32))
+    note: Mapped[bytes] = mapped_column(LargeBinary)
+    """The signed note (C2SP signed-note over a transparency-dev checkpoint body), verbatim."""
+    token: Mapped[bytes] = mapped_column(LargeBinary)
+    """RFC 3161 TimeStampResp (DER) over the note's bytes."""
+    key_name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    copies: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    """Where the note and token are stored: offer, keys and version ids."""

@@ -10,9 +10,9 @@ from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
+from archive_service.db.logbook import SqlLogbookRepository
 from archive_service.db.repositories import (
     SqlArchiveRepository,
-    SqlLogbookRepository,
     SqlTenancyRepository,
     SqlTransferRepository,
 )
