@@ -101,6 +101,19 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
+    # --- integrity audit (`archive-service audit`, beat job `archive.audit`) -----------------
+    audit_window_days: int = Field(default=30, ge=1)
+    """``/v1/audit/status`` and the metric ``archive_audit_verified_fraction`` count a copy as
+    verified when an audit found it healthy within this many days."""
+    audit_every_seconds: float = Field(default=86400.0, gt=0)
+    """Period of the beat job ``archive.audit`` (Celery); the one-machine default runs
+    ``archive-service audit --sample …`` from cron instead."""
+    audit_sample_fraction: float = Field(default=0.05, gt=0, le=1)
+    """Share of the copies each beat run re-reads, least recently verified first: 0.05 daily
+    covers the archive every 20 days, inside the 30-day window."""
+    audit_repair: bool = False
+    """The beat job repairs what it finds (from a healthy copy); off: it reports only."""
+
     # --- observability ---------------------------------------------------------------------
     log_format: Literal["json", "console"] = "json"
     """``json``: one JSON object per line (timestamp, level, event, logger, and the context:

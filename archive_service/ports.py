@@ -512,6 +512,84 @@ class ArchiveRepository(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditCopyRecord:
+    """A stored copy as the integrity audit sees it: the record, and its last verification."""
+
+    id: int
+    tenant_id: str
+    package_id: str
+    kind: str
+    offer: str
+    key: str
+    size: int
+    sha256: str
+    version_id: str | None = None
+    verified_at: datetime | None = None
+    verified_outcome: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SupersededRecord:
+    """A version of a copy that a repair replaced (kept where the offer allows it)."""
+
+    tenant_id: str
+    package_id: str
+    offer: str
+    key: str
+    version_id: str | None
+    sha256: str
+    found_sha256: str | None
+    reason: str
+    superseded_by: str | None
+    superseded_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditRunRecord:
+    run_id: str
+    tenant_id: str
+    started_at: datetime
+    finished_at: datetime
+    offers: list[str]
+    scope: dict[str, Any]
+    copies: int
+    problems: int
+    repaired: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OfferAuditStatus:
+    """Per offer: copies recorded, copies verified healthy since a date, open problems."""
+
+    offer: str
+    copies: int
+    verified: int
+    problems_open: int
+    last_verified_at: datetime | None
+
+
+class AuditRepository(Protocol):
+    def copies_to_audit(
+        self, *, offers: Sequence[str], package_ids: Sequence[str] | None = None
+    ) -> list[AuditCopyRecord]:
+        """Copies on ``offers`` (of ``package_ids`` if given), least recently verified first
+        (never verified first), then in the order they were recorded."""
+        ...
+
+    def record_verification(
+        self, copy_ids: Sequence[int], *, at: datetime, outcome: str
+    ) -> None: ...
+    def add_superseded(self, record: SupersededRecord) -> None: ...
+    def add_run(self, run: AuditRunRecord) -> None: ...
+    def last_run(self, tenant_id: str) -> AuditRunRecord | None: ...
+    def status(self, *, since: datetime, tenant_id: str | None = None) -> list[OfferAuditStatus]:
+        """Per offer recorded in the database (of one tenant, or all)."""
+        ...
+
+    def superseded(self, tenant_id: str, package_id: str) -> list[SupersededRecord]: ...
+
+
 class LogbookRepository(Protocol):
     def append(self, event: LogEvent) -> int:
         """Store the entry with its canonical bytes (no lock on the tree); its id."""
@@ -604,6 +682,8 @@ class UnitOfWork(Protocol):
     def logbook(self) -> LogbookRepository: ...
     @property
     def search(self) -> SearchIndex: ...
+    @property
+    def audit(self) -> AuditRepository: ...
 
     def commit(self) -> None: ...
     def __enter__(self) -> UnitOfWork: ...

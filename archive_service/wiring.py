@@ -28,6 +28,7 @@ from archive_service.observability.prometheus import PrometheusMetrics
 from archive_service.ports import BlobStore, TimestampAuthority
 from archive_service.search.postgres_fts import PostgresFtsIndex
 from archive_service.search.sqlite_fts import SqliteFtsIndex
+from archive_service.services.audit import AuditService
 from archive_service.services.ingest import PROCESS_JOB, IngestService
 from archive_service.services.retrieval import RetrievalService
 from archive_service.services.storage_admin import StorageAdminService
@@ -61,6 +62,7 @@ class Services:
     validator: SedaValidator
     storage_admin: StorageAdminService
     metrics: PrometheusMetrics
+    audit: AuditService
 
     def close(self) -> None:
         self.runner.shutdown()
@@ -193,6 +195,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         metrics=metrics,
     )
     runner.register(PROCESS_JOB, ingest.process)
+    storage_admin = StorageAdminService(uow=uow, offers=offers, clock=clock)
     return Services(
         settings=settings,
         engine=engine,
@@ -206,8 +209,15 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         staging=staging,
         runner=runner,
         validator=validator,
-        storage_admin=StorageAdminService(uow=uow, offers=offers, clock=clock),
+        storage_admin=storage_admin,
         metrics=metrics,
+        audit=AuditService(
+            uow=uow,
+            offers=offers,
+            clock=clock,
+            storage_admin=storage_admin,
+            window_days=settings.audit_window_days,
+        ),
     )
 
 

@@ -227,6 +227,12 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
             headers=headers,
         )
 
+    @app.get("/v1/audit/status")
+    def audit_status(caller: CallerDep, services: ServicesDep) -> Any:
+        """Integrity audits of the caller's tenant: per offer, the share of copies verified
+        healthy within the window, open problems; the last run (admin, auditor, archivist)."""
+        return services.audit.status(caller)
+
     @app.get("/v1/tsa/certificates")
     def tsa_certificates(_caller: CallerDep, services: ServicesDep) -> Response:
         return Response(

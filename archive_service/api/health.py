@@ -23,6 +23,7 @@ from archive_service.db import tables as t
 from archive_service.errors import ArchiveError
 from archive_service.jobs.celery_runner import CeleryRunner
 from archive_service.jobs.inprocess import InProcessRunner
+from archive_service.services.audit import verified_fraction
 from archive_service.wiring import Services
 
 _log = logging.getLogger(__name__)
@@ -74,6 +75,30 @@ def _broker(services: Services) -> Check | None:
         return Check("broker", True, "reachable")
     except Exception as exc:  # kombu raises many kinds; all mean "not ready"
         return Check("broker", False, type(exc).__name__ + ": " + str(exc))
+
+
+def audit_metrics(services: Services) -> Iterator[Any]:
+    """Per offer: the share of copies an integrity audit found healthy within the window
+    (``audit_window_days``), and the copies whose last audit found a problem."""
+    try:
+        statuses = services.audit.offer_status()
+    except (ArchiveError, SQLAlchemyError):
+        return  # archive_database_up already says so
+    fraction = GaugeMetricFamily(
+        "archive_audit_verified_fraction",
+        "Share of the copies on each offer verified healthy by an integrity audit in the last "
+        f"{services.audit.window_days} days (1 when the offer holds none).",
+        labels=["offer"],
+    )
+    problems = GaugeMetricFamily(
+        "archive_audit_problems_open",
+        "Copies whose last integrity audit found a problem, by offer.",
+        labels=["offer"],
+    )
+    for status in statuses:
+        fraction.add_metric([status.offer], verified_fraction(status))
+        problems.add_metric([status.offer], float(status.problems_open))
+    yield from (fraction, problems)
 
 
 def readiness(services: Services) -> list[Check]:
@@ -139,6 +164,7 @@ class ArchiveCollector(Collector):
                 [], float(by_status.get("received", 0) + by_status.get("processing", 0))
             )
             yield from (database_up, transfers, ingested, objects, copies, queue)
+        yield from audit_metrics(self._services)
         runner = self._services.runner
         waiting = runner.pending()
         if waiting is not None:  # None: the broker did not answer (the runner logged why)

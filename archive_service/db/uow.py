@@ -10,6 +10,7 @@ from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
+from archive_service.db.audit_repository import SqlAuditRepository
 from archive_service.db.logbook import SqlLogbookRepository
 from archive_service.db.repositories import (
     SqlArchiveRepository,
@@ -100,6 +101,7 @@ class SqlUnitOfWork:
         self.transfers = SqlTransferRepository(self.session)
         self.archive = SqlArchiveRepository(self.session)
         self.logbook = SqlLogbookRepository(self.session)
+        self.audit = SqlAuditRepository(self.session)
         self.search = self._search_factory(self.session)
         return self
 

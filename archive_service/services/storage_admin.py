@@ -17,6 +17,14 @@ recorded, and logged (``copy.repaired``). Healthy copies are never touched. Writ
 * a corrupt copy on an offer with Object Lock is left alone and reported: its version is the
   object of a write-once key (reads serve the first version, the server refuses to delete a
   locked one), so putting another version would not repair what is read.
+
+Whenever a repair replaces the copy a row recorded (a missing version, corrupt bytes), the
+replaced version is recorded as superseded (``superseded_copies``: version id, expected and
+found digests, the version that replaced it); on S3 the new copy is a new version of the key
+and every older version stays in the bucket. A healthy copy whose version is not the one the
+database recorded (the recorded version was removed by the cluster's operator, and an older
+stray version of the key is now the object) is recorded with its version, the recorded one
+superseded (``version_mismatch``).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +48,7 @@ from archive_service.ports import (
     LogEvent,
     PackageRecord,
     RetentionReader,
+    SupersededRecord,
     UnitOfWork,
 )
 
@@ -103,6 +112,8 @@ class _Found:
     state: CopyState
     detail: str = ""
     size: int = 0
+    sha256: str | None = None
+    version_id: str | None = None
 
 
 class StorageAdminService:
@@ -149,19 +160,27 @@ class StorageAdminService:
         with self._uow() as uow:
             return uow.archive.all_packages()
 
-    def repair(self, packages: Sequence[PackageRecord]) -> RepairReport:
+    def repair(
+        self, packages: Sequence[PackageRecord], *, keys: Collection[str] | None = None
+    ) -> RepairReport:
+        """Repair the copies of ``packages`` (only of ``keys``, when given: the integrity
+        audit names the keys it found wrong)."""
         report = RepairReport()
         for package in packages:
             report.packages += 1
-            report.outcomes.extend(self._repair_package(package))
+            report.outcomes.extend(self._repair_package(package, keys))
         return report
 
-    def _repair_package(self, package: PackageRecord) -> list[CopyOutcome]:
+    def _repair_package(
+        self, package: PackageRecord, keys: Collection[str] | None = None
+    ) -> list[CopyOutcome]:
         with self._uow() as uow:
             recorded = uow.archive.copies_of_package(package.tenant_id, package.id)
         expected: dict[str, _Expected] = {}
         rows: dict[tuple[str, str], CopyRecord] = {}
         for copy in recorded:
+            if keys is not None and copy.key not in keys:
+                continue
             expected.setdefault(copy.key, _Expected(copy.kind, copy.sha256))
             rows[(copy.offer, copy.key)] = copy
         outcomes: list[CopyOutcome] = []
@@ -175,12 +194,17 @@ class StorageAdminService:
                         self._ok(package, offer, key, want, state, rows.get((offer.name, key)))
                     )
                     continue
-                outcomes.append(self._repair_copy(package, offer, key, want, state, sources))
+                outcomes.append(
+                    self._repair_copy(
+                        package, offer, key, want, state, sources, rows.get((offer.name, key))
+                    )
+                )
         return outcomes
 
     def _read_back(self, offer: BlobStore, key: str, sha256: str) -> _Found:
         try:
-            if offer.stat(key) is None:
+            stat = offer.stat(key)
+            if stat is None:
                 return _Found("missing", "absent")
             with offer.open(key) as stream:
                 size, digest = _hash_stream(stream)
@@ -191,8 +215,9 @@ class StorageAdminService:
         except OSError as exc:
             return _Found("unreachable", f"{type(exc).__name__}: {exc}")
         if digest != sha256:
-            return _Found("corrupt", f"reads back sha256 {digest}, expected {sha256}", size)
-        return _Found("ok", size=size)
+            detail = f"reads back sha256 {digest}, expected {sha256}"
+            return _Found("corrupt", detail, size, digest, stat.version_id)
+        return _Found("ok", size=size, sha256=digest, version_id=stat.version_id)
 
     def _ok(
         self,
@@ -203,9 +228,14 @@ class StorageAdminService:
         found: _Found,
         row: CopyRecord | None,
     ) -> CopyOutcome:
-        """A healthy copy: left alone; recorded if the database did not know it yet."""
-        if row is not None:
+        """A healthy copy: left alone; recorded if the database did not know it yet, or knew
+        another version of it."""
+        if row is not None and (row.version_id is None or row.version_id == found.version_id):
             return CopyOutcome(package.id, offer.name, key, "ok")
+        if row is not None:
+            self._record(package, offer, key, want, found.size, found.version_id, row=row)
+            detail = f"healthy version {found.version_id}, recorded {row.version_id}"
+            return CopyOutcome(package.id, offer.name, key, "recorded", detail)
         try:
             stat = offer.stat(key)
         except ArchiveError as exc:
@@ -221,6 +251,7 @@ class StorageAdminService:
         want: _Expected,
         found: _Found,
         sources: Sequence[BlobStore],
+        row: CopyRecord | None = None,
     ) -> CopyOutcome:
         def failed(detail: str) -> CopyOutcome:
             return CopyOutcome(package.id, offer.name, key, "failed", detail)
@@ -243,7 +274,9 @@ class StorageAdminService:
                 errors.append(f"from {source.name}: {type(exc).__name__}: {exc}")
                 continue
             locked = self._lock_like_others(offer, key, version_id)
-            self._record(package, offer, key, want, None, version_id, source, found, locked)
+            self._record(
+                package, offer, key, want, None, version_id, source, found, locked, row=row
+            )
             detail = f"was {found.state}" + (f" ({found.detail})" if found.detail else "")
             return CopyOutcome(package.id, offer.name, key, "repaired", detail, source.name)
         if not sources:
@@ -312,6 +345,8 @@ class StorageAdminService:
         source: BlobStore | None = None,
         found: _Found | None = None,
         locked: str = "",
+        *,
+        row: CopyRecord | None = None,
     ) -> None:
         now = self._clock.now()
         if size is None:
@@ -331,6 +366,21 @@ class StorageAdminService:
                     version_id=version_id,
                 )
             )
+            if row is not None:
+                uow.audit.add_superseded(
+                    SupersededRecord(
+                        tenant_id=package.tenant_id,
+                        package_id=package.id,
+                        offer=offer.name,
+                        key=key,
+                        version_id=row.version_id,
+                        sha256=row.sha256,
+                        found_sha256=found.sha256 if found is not None else None,
+                        reason=found.state if found is not None else "version_mismatch",
+                        superseded_by=version_id,
+                        superseded_at=now,
+                    )
+                )
             if source is not None and found is not None:
                 details = {
                     "offer": offer.name,

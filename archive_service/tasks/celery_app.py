@@ -42,6 +42,7 @@ log = structlog.get_logger(__name__)
 
 PROCESS_TASK = task_name(PROCESS_JOB)  # archive.process_transfer
 RESUME_TASK = "archive.resume_unfinished"
+AUDIT_TASK = "archive.audit"
 RESUME_BATCH = 1000
 
 
@@ -133,7 +134,12 @@ def make_celery(settings: Settings) -> ArchiveCelery:
                 "task": RESUME_TASK,
                 "schedule": settings.celery_resume_every_seconds,
                 "options": {"expires": settings.celery_resume_every_seconds},
-            }
+            },
+            AUDIT_TASK: {
+                "task": AUDIT_TASK,
+                "schedule": settings.audit_every_seconds,
+                "options": {"expires": settings.audit_every_seconds},
+            },
         },
         beat_schedule_filename=str(settings.data_dir.resolve() / "celerybeat-schedule"),
     )
@@ -147,6 +153,10 @@ def make_celery(settings: Settings) -> ArchiveCelery:
     @app.task(base=ArchiveTask, name=RESUME_TASK, shared=False)  # type: ignore[untyped-decorator]
     def resume_unfinished() -> int:
         return resume_stuck(app)
+
+    @app.task(base=ArchiveTask, name=AUDIT_TASK, shared=False)  # type: ignore[untyped-decorator]
+    def integrity_audit() -> dict[str, int]:
+        return run_audit(app)
 
     signals.worker_process_shutdown.connect(app.close_services, weak=False)
     signals.worker_shutdown.connect(app.close_services, weak=False)
@@ -174,6 +184,29 @@ def resume_stuck(app: ArchiveCelery) -> int:
         services.runner.submit(PROCESS_JOB, transfer_id)
     log.info("resume.submitted", count=len(stuck))
     return len(stuck)
+
+
+def run_audit(app: ArchiveCelery) -> dict[str, int]:
+    """One scheduled integrity audit: ``audit_sample_fraction`` of the copies, least recently
+    verified first, repaired if ``audit_repair`` (services/audit.py)."""
+    from archive_service.services.audit import AuditScope
+
+    settings = app.archive_settings
+    report = app.services().audit.run(
+        AuditScope(
+            sample=settings.audit_sample_fraction, repair=settings.audit_repair, trigger="beat"
+        )
+    )
+    summary = {
+        "checked": report.checked,
+        "problems": len(report.problems),
+        "repaired": len(report.repaired),
+    }
+    if report.unresolved:
+        log.warning("audit.problems", run_id=report.run_id, **summary)
+    else:
+        log.info("audit.done", run_id=report.run_id, **summary)
+    return summary
 
 
 _app: ArchiveCelery | None = None
