@@ -204,15 +204,26 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
             "Digest": "SHA-256=" + base64.b64encode(bytes.fromhex(record.sha256)).decode(),
             "Content-Disposition": _disposition(record.path.rsplit("/", 1)[-1]),
         }
-        if request.headers.get("if-none-match") == etag:
+        range_header = request.headers.get("range")
+        span = _parse_range(range_header, record.size)
+        try:
+            # The read's logbook entry is committed before any byte leaves.
+            if request.headers.get("if-none-match") == etag:
+                services.retrieval.log_content_read(caller, opened, not_modified=True)
+                opened.stream.close()
+                return Response(status_code=304, headers=headers)
+            if isinstance(span, str):
+                services.retrieval.log_content_read(
+                    caller, opened, unsatisfiable=range_header or ""
+                )
+                opened.stream.close()
+                return Response(
+                    status_code=416, headers={**headers, "Content-Range": f"bytes */{record.size}"}
+                )
+            services.retrieval.log_content_read(caller, opened, span=span)
+        except BaseException:
             opened.stream.close()
-            return Response(status_code=304, headers=headers)
-        span = _parse_range(request.headers.get("range"), record.size)
-        if isinstance(span, str):
-            opened.stream.close()
-            return Response(
-                status_code=416, headers={**headers, "Content-Range": f"bytes */{record.size}"}
-            )
+            raise
         if span is None:
             start, end, status = 0, record.size - 1, 200
         else:
@@ -232,6 +243,12 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         """Integrity audits of the caller's tenant: per offer, the share of copies verified
         healthy within the window, open problems; the last run (admin, auditor, archivist)."""
         return services.audit.status(caller)
+
+    @app.delete("/v1/admin/api-keys/{key}", status_code=204)
+    def revoke_api_key(key: str, caller: CallerDep, services: ServicesDep) -> Response:
+        """Revoke an API key of the caller's tenant (admin role), by key id or client id."""
+        services.tenancy.revoke_key(key, by=caller)
+        return Response(status_code=204)
 
     @app.get("/v1/tsa/certificates")
     def tsa_certificates(_caller: CallerDep, services: ServicesDep) -> Response:

@@ -122,7 +122,9 @@ def bootstrap(
     try:
         services = build_services(settings)
         try:
-            result = services.tenancy.bootstrap(tenant, org, archival_agency=archival_agency)
+            result = services.tenancy.bootstrap(
+                tenant, org, archival_agency=archival_agency, operator=operator_name()
+            )
         finally:
             services.close()
     except ArchiveError as exc:
@@ -151,6 +153,35 @@ def bootstrap(
     for k in result.keys:
         table.add_row(k.role.value, k.client_id, k.key)
     out.print(table)
+
+
+def operator_name() -> str:
+    """Who runs an administration command, for the logbook: ``cli:<login>``."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):
+        return "cli"
+
+
+@admin_app.command("revoke-key")
+def revoke_key(
+    key_id: Annotated[str, typer.Argument(help="The key id (ask_<key id>_…) or the client id.")],
+) -> None:
+    """Revoke an API key: its requests are refused from now on (logged apikey.revoked)."""
+    from archive_service.wiring import build_services
+
+    try:
+        services = build_services(get_settings())
+        try:
+            client, revoked = services.tenancy.revoke_key(key_id, operator=operator_name())
+        finally:
+            services.close()
+    except ArchiveError as exc:
+        raise fail(exc) from None
+    state = "revoked" if revoked else "already revoked"
+    typer.echo(f"{state}: key {client.key_id} ({client.role.value}, client {client.id})")
 
 
 @db_app.command("upgrade")

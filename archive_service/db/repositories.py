@@ -95,7 +95,21 @@ class SqlTenancyRepository:
         self._s.flush()
 
     def client_by_key_id(self, key_id: str) -> ClientRecord | None:
-        row = self._s.scalar(select(t.Client).where(t.Client.key_id == key_id))
+        return self._client(self._s.scalar(select(t.Client).where(t.Client.key_id == key_id)))
+
+    def client_by_id(self, client_id: str) -> ClientRecord | None:
+        return self._client(self._s.get(t.Client, client_id))
+
+    def revoke_client(self, client_id: str, *, at: datetime) -> bool:
+        result = self._s.execute(
+            update(t.Client)
+            .where(t.Client.id == client_id, t.Client.revoked_at.is_(None))
+            .values(revoked_at=at)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0) == 1)
+
+    def _client(self, row: t.Client | None) -> ClientRecord | None:
         if row is None:
             return None
         orgs = self._s.scalars(

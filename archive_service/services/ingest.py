@@ -95,6 +95,7 @@ from archive_service.ports import (
     UnitRecord,
     timed,
 )
+from archive_service.services.access_log import AccessLog
 
 PROCESS_JOB = "process_transfer"
 _logger = logging.getLogger(__name__)
@@ -448,7 +449,15 @@ class IngestService:
             archive_unit_id=transfer.archive_unit_id,
             grant_date=transfer.updated_at if code is ReplyCode.OK else None,
         )
-        return build_transfer_reply(reply, version="2.3")
+        xml = build_transfer_reply(reply, version="2.3")
+        AccessLog(uow=self._uow, clock=self._clock).append(
+            caller,
+            "transfer_reply.read",
+            subject_type="transfer",
+            subject_id=transfer.id,
+            details={"reply_code": code.value, "bytes": len(xml), "format": "xml"},
+        )
+        return xml
 
     def unfinished(self) -> list[str]:
         """Ids of transfers acknowledged but not finished (to resubmit after a restart)."""

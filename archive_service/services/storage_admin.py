@@ -381,28 +381,28 @@ class StorageAdminService:
                         superseded_at=now,
                     )
                 )
+            details = {
+                "offer": offer.name,
+                "key": key,
+                "sha256": want.sha256,
+                "version_id": version_id,
+            }
             if source is not None and found is not None:
-                details = {
-                    "offer": offer.name,
-                    "key": key,
-                    "sha256": want.sha256,
-                    "source": source.name,
-                    "was": found.state,
-                    "version_id": version_id,
-                }
+                details.update(source=source.name, was=found.state)
                 if locked:
                     details["retain_until"] = locked
-                uow.logbook.append(
-                    LogEvent(
-                        tenant_id=package.tenant_id,
-                        at=now,
-                        event_type="copy.repaired",
-                        outcome="OK",
-                        subject_type="package",
-                        subject_id=package.id,
-                        details=details,
-                    )
+            uow.logbook.append(
+                LogEvent(
+                    tenant_id=package.tenant_id,
+                    at=now,
+                    # A healthy copy the database did not know is recorded, not repaired.
+                    event_type="copy.repaired" if source is not None else "copy.recorded",
+                    outcome="OK",
+                    subject_type="package",
+                    subject_id=package.id,
+                    details=details,
                 )
+            )
             uow.commit()
 
 
