@@ -114,6 +114,22 @@ class Settings(BaseSettings):
     audit_repair: bool = False
     """The beat job repairs what it finds (from a healthy copy); off: it reports only."""
 
+    # --- logbook (Merkle log, checkpoints: `archive-service logbook`, beat job) ----------------
+    logbook_origin_prefix: str = Field(default="archive-service", pattern=r"^[^\s+]+$")
+    """Checkpoints name each tenant's log ``<prefix>/<tenant id>`` (their origin line); the
+    prefix is also the name of the signing key in the signed notes. Use the service's host
+    name (e.g. ``archive.example.org``)."""
+    logbook_signing_key: Path | None = None
+    """PEM file of the Ed25519 private key that signs checkpoints. Unset: a key made once in
+    ``<data dir>/logbook/signing-key.pem`` (refused in production)."""
+    logbook_checkpoint_every_seconds: float = Field(default=3600.0, gt=0, le=86400)
+    """Period of the checkpoint job (beat job ``archive.logbook_checkpoint``, or a thread of
+    the API with the in-process runner); never more than a day."""
+    logbook_checkpoint_retention_days: int = Field(default=10950, ge=1)
+    """S3 Object Lock (COMPLIANCE) on the checkpoints stored in each offer: they are the
+    evidence against a rewritten database: 30 years by default, as long as the records they
+    vouch for (retention is only ever extended)."""
+
     # --- observability ---------------------------------------------------------------------
     log_format: Literal["json", "console"] = "json"
     """``json``: one JSON object per line (timestamp, level, event, logger, and the context:
@@ -142,6 +158,10 @@ class Settings(BaseSettings):
     @property
     def tsa_dir(self) -> Path:
         return (self.data_dir / "tsa").resolve()
+
+    @property
+    def logbook_key_dir(self) -> Path:
+        return (self.data_dir / "logbook").resolve()
 
 
 def get_settings(**overrides: object) -> Settings:

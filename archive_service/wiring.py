@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,12 +24,14 @@ from archive_service.errors import ConfigurationError
 from archive_service.formats.identify import MagicSiegfriedIdentifier
 from archive_service.jobs.celery_runner import CeleryRunner
 from archive_service.jobs.inprocess import InProcessRunner
+from archive_service.jobs.periodic import PeriodicThread
 from archive_service.observability.prometheus import PrometheusMetrics
 from archive_service.ports import BlobStore, TimestampAuthority
 from archive_service.search.postgres_fts import PostgresFtsIndex
 from archive_service.search.sqlite_fts import SqliteFtsIndex
 from archive_service.services.audit import AuditService
 from archive_service.services.ingest import PROCESS_JOB, IngestService
+from archive_service.services.logbook import LogbookService
 from archive_service.services.retrieval import RetrievalService
 from archive_service.services.storage_admin import StorageAdminService
 from archive_service.services.tenancy import TenancyService
@@ -39,6 +41,7 @@ from archive_service.storage.s3 import S3OfferConfig
 from archive_service.storage.staging import LocalStaging
 from archive_service.tsa.builtin import BuiltinTimestampAuthority
 from archive_service.tsa.http import HttpTimestampAuthority
+from archive_service.tsa.logbook_key import generated_signing_key, load_signing_key
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "seda_schemas"
 
@@ -62,6 +65,7 @@ class Services:
     validator: SedaValidator
     storage_admin: StorageAdminService
     metrics: PrometheusMetrics
+    logbook: LogbookService
     audit: AuditService
 
     def close(self) -> None:
@@ -144,12 +148,38 @@ def check_production(settings: Settings) -> None:
         problems.append("local-directory storage (configure S3 offers in ARCHIVE_STORAGE_OFFERS)")
     if settings.api_key_pepper.get_secret_value() == "dev-pepper-change-me":
         problems.append("the default ARCHIVE_API_KEY_PEPPER")
+    if settings.logbook_signing_key is None:
+        problems.append("a generated logbook signing key (set ARCHIVE_LOGBOOK_SIGNING_KEY)")
     if not problems:
         return
     raise ConfigurationError(
         "production mode refuses development defaults: "
         + "; ".join(problems)
         + " (ARCHIVE_ALLOW_DEV_DEFAULTS=true overrides)"
+    )
+
+
+def build_logbook(
+    settings: Settings,
+    uow: Any,
+    offers: tuple[BlobStore, ...],
+    tsa: TimestampAuthority,
+    clock: SystemClock,
+) -> LogbookService:
+    key = (
+        load_signing_key(settings.logbook_signing_key)
+        if settings.logbook_signing_key is not None
+        else generated_signing_key(settings.logbook_key_dir)
+    )
+    return LogbookService(
+        uow=uow,
+        offers=offers,
+        tsa=tsa,
+        clock=clock,
+        signing_key=key,
+        key_name=settings.logbook_origin_prefix,
+        origin_prefix=settings.logbook_origin_prefix,
+        retention=timedelta(days=settings.logbook_checkpoint_retention_days),
     )
 
 
@@ -211,6 +241,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         validator=validator,
         storage_admin=storage_admin,
         metrics=metrics,
+        logbook=build_logbook(settings, uow, offers, tsa, clock),
         audit=AuditService(
             uow=uow,
             offers=offers,
@@ -236,3 +267,18 @@ def resume_unfinished(services: Services) -> int:
     for transfer_id in pending:
         services.runner.submit(PROCESS_JOB, transfer_id)
     return len(pending)
+
+
+def periodic_jobs(services: Services) -> list[PeriodicThread]:
+    """The periodic jobs this process runs itself: with the in-process runner there is no
+    Celery beat, so the API runs the logbook checkpoints (started and stopped by its
+    lifespan); with Celery, ``archive-service beat`` sends them to the workers."""
+    if isinstance(services.runner, CeleryRunner):
+        return []
+    return [
+        PeriodicThread(
+            "logbook.checkpoint",
+            services.settings.logbook_checkpoint_every_seconds,
+            services.logbook.checkpoint_all,
+        )
+    ]

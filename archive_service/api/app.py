@@ -10,41 +10,24 @@ from datetime import date
 from typing import Annotated, Any, BinaryIO
 
 import anyio
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from archive_service import __version__
+from archive_service.api.deps import CallerDep, ServicesDep
 from archive_service.api.errors import archive_error_handler, validation_error_handler
 from archive_service.api.health import ArchiveCollector, readiness
+from archive_service.api.logbook import router as logbook_router
 from archive_service.api.requests import RequestContext
 from archive_service.api.upload import read_transfer
 from archive_service.api.views import transfer_json, unit_json, unit_summary_json
 from archive_service.config import Settings
-from archive_service.errors import ArchiveError, InvalidInput, Issue, NotAuthenticated
-from archive_service.ports import Caller, SearchQuery, timed
-from archive_service.wiring import Services, build_services, resume_unfinished
+from archive_service.errors import ArchiveError, InvalidInput, Issue
+from archive_service.ports import SearchQuery, timed
+from archive_service.wiring import Services, build_services, periodic_jobs, resume_unfinished
 
 STREAM_CHUNK = 1024 * 1024
-
-
-def get_services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
-ServicesDep = Annotated[Services, Depends(get_services)]
-
-
-def get_caller(request: Request, services: ServicesDep) -> Caller:
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise NotAuthenticated("missing API key (Authorization: Bearer <key>)")
-    return services.tenancy.authenticate(key.strip())
-
-
-CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
 def create_app(settings: Settings, *, services: Services | None = None) -> FastAPI:
@@ -58,9 +41,14 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         app.state.metrics_registry.register(ArchiveCollector(app.state.services))
         app.state.services.metrics.expose(app.state.metrics_registry)
         resume_unfinished(app.state.services)
+        app.state.periodic = periodic_jobs(app.state.services)
+        for job in app.state.periodic:
+            job.start()
         try:
             yield
         finally:
+            for job in app.state.periodic:
+                job.stop()
             if owned:
                 app.state.services.close()
 
@@ -75,6 +63,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     from fastapi.exceptions import RequestValidationError
 
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.include_router(logbook_router)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from archive_service.cli import audit, remote, verify
+from archive_service.cli import audit, logbook, remote, verify
 from archive_service.config import Settings, get_settings
 from archive_service.errors import (
     ArchiveError,
@@ -374,3 +374,4 @@ def beat(
 remote.register(app)
 verify.register(app)
 audit.register(app)
+logbook.register(app)

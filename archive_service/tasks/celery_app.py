@@ -42,6 +42,7 @@ log = structlog.get_logger(__name__)
 
 PROCESS_TASK = task_name(PROCESS_JOB)  # archive.process_transfer
 RESUME_TASK = "archive.resume_unfinished"
+LOGBOOK_CHECKPOINT_TASK = "archive.logbook_checkpoint"
 AUDIT_TASK = "archive.audit"
 RESUME_BATCH = 1000
 
@@ -143,6 +144,20 @@ def make_celery(settings: Settings) -> ArchiveCelery:
         },
         beat_schedule_filename=str(settings.data_dir.resolve() / "celerybeat-schedule"),
     )
+
+    app.conf.beat_schedule[LOGBOOK_CHECKPOINT_TASK] = {
+        "task": LOGBOOK_CHECKPOINT_TASK,
+        "schedule": settings.logbook_checkpoint_every_seconds,
+        "options": {"expires": settings.logbook_checkpoint_every_seconds},
+    }
+
+    @app.task(base=ArchiveTask, name=LOGBOOK_CHECKPOINT_TASK, shared=False)  # type: ignore[untyped-decorator]
+    def logbook_checkpoint() -> dict[str, int]:
+        """Integrate and checkpoint every tenant's logbook that changed."""
+        outcomes = app.services().logbook.checkpoint_all()
+        created = [o for o in outcomes if o.status == "created"]
+        log.info("logbook.checkpoints", created=len(created), tenants=len(outcomes))
+        return {"created": len(created), "tenants": len(outcomes)}
 
     @app.task(base=ArchiveTask, name=PROCESS_TASK, shared=False)  # type: ignore[untyped-decorator]
     def process_transfer(transfer_id: str) -> str:
