@@ -12,6 +12,19 @@ In one run, on the pure core (archive_service.core.logbook, no database):
   (f) checkpoint: Ed25519 sign + verify of the signed note.
 The database-backed append rate (issue 4's >= 5,000 entries/s) is measured by the service
 layer: pass a callable to :func:`measure_store_append` (see its docstring) and add its row.
+
+Then, unless ``--database-seconds 0``, the database-backed log on the one-machine default
+(SQLite in a temporary data dir, WAL, synchronous=FULL; the local offer; the built-in TSA):
+  (g) append through the logbook repository (its canonical bytes written with the row), 1,000
+      entries per transaction, and integrate (leaf indices + Merkle nodes under the head
+      lock) every 10,000, until ``--leaves`` entries or ``--database-seconds`` have passed:
+      entries/s of each step and of both together. When time runs out first, the table says
+      so and at which size: rates are per entry and stay flat with the size (each append is
+      two statements; each integration batch reads O(log n) nodes), so they extrapolate;
+  (h) inclusion and consistency proofs served from the database at that size (the service's
+      method: the entry, then every node in one query), median and p99;
+  (i) checkpoint: integrate, root and consistency proof from the database, Ed25519 signature,
+      RFC 3161 token, note + token written to the offer and the row committed.
 """
 
 from __future__ import annotations
@@ -169,6 +182,114 @@ def measure_store_append(append_batch: StoreAppend, count: int, batch: int = 100
     return (f"database-backed append, batches of {batch}", f"{rate:,.0f} entries/s", ">= 5,000")
 
 
+def run_database(max_entries: int, seconds: float, samples: int) -> list[Row]:
+    """Sections (g)-(i): the database-backed log through the service, on SQLite."""
+    import tempfile
+    from datetime import UTC, datetime
+
+    from archive_service.config import Settings
+    from archive_service.ports import Caller, LogEvent, Role
+    from archive_service.wiring import build_services
+
+    rng = random.Random(7)
+    with tempfile.TemporaryDirectory(prefix="bench-logbook-") as tmp:
+        services = build_services(Settings(data_dir=Path(tmp)))
+        try:
+            tenant = services.tenancy.bootstrap("GIP Bench", []).tenant_id
+            logbook = services.logbook
+            uow = logbook._uow
+            at = datetime.now(UTC)
+            append_s = integrate_s = 0.0
+            count = 0
+            deadline = time.perf_counter() + seconds
+            while count < max_entries and time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                for _ in range(10):
+                    with uow() as work:
+                        for i in range(count, count + 1000):
+                            e = entry(i)
+                            work.logbook.append(
+                                LogEvent(
+                                    tenant_id=tenant,
+                                    at=at,
+                                    event_type=e["type"],
+                                    outcome=e["outcome"],
+                                    subject_type=e["subject"]["type"],
+                                    subject_id=e["subject"]["id"],
+                                    actor=e["actor"],
+                                    details=e["details"],
+                                )
+                            )
+                        work.commit()
+                    count += 1000
+                t1 = time.perf_counter()
+                logbook.integrate(tenant)
+                integrate_s += time.perf_counter() - t1
+                append_s += t1 - t0
+            size = logbook.integrate(tenant).size
+            reached = "" if count >= max_entries else f" (time ran out at {count:,})"
+            rows: list[Row] = [
+                (
+                    f"(g) append via repository x {count:,}{reached}",
+                    f"{count / append_s:,.0f} entries/s",
+                    "",
+                ),
+                ("    integrate, batches of 10,000", f"{count / integrate_s:,.0f} entries/s", ""),
+                (
+                    "    append + integrate",
+                    f"{count / (append_s + integrate_s):,.0f} entries/s",
+                    ">= 5,000",
+                ),
+            ]
+            caller = Caller(client_id="bench", tenant_id=tenant, role=Role.AUDITOR, name="bench")
+            with uow() as work:
+                ids = [e.id for e in work.logbook.entries(tenant, limit=size + 10)]
+            first = logbook.checkpoint(tenant)
+            inclusion = time_proofs(
+                f"(h) inclusion proof from the DB at {size:,}",
+                samples,
+                lambda: rng.choice(ids),
+                lambda entry_id: list(logbook.inclusion(caller, entry_id, size).proof),
+                lambda _i, _p: None,
+            )
+            consistency = time_proofs(
+                f"    consistency proof from the DB to {size:,}",
+                samples,
+                lambda: rng.randrange(1, size),
+                lambda m: list(logbook.consistency(caller, m, size).proof),
+                lambda _m, _p: None,
+            )
+            rows += [inclusion[0], consistency[0]]
+            assert first.status == "created"
+            with uow() as work:
+                for i in range(10):
+                    work.logbook.append(
+                        LogEvent(
+                            tenant_id=tenant,
+                            at=at,
+                            event_type="bench.tail",
+                            outcome="OK",
+                            subject_type="bench",
+                            subject_id=f"tail-{i}",
+                        )
+                    )
+                work.commit()
+            t0 = time.perf_counter()
+            second = logbook.checkpoint(tenant)
+            elapsed = (time.perf_counter() - t0) * 1e3
+            assert second.status == "created"
+            rows.append(
+                (
+                    f"(i) checkpoint at {size + 10:,} (10 new entries)",
+                    f"{elapsed:.1f} ms",
+                    "sign + RFC 3161 + offer + DB",
+                )
+            )
+        finally:
+            services.close()
+    return rows
+
+
 def run(leaves_count: int, samples: int, store_append: StoreAppend | None = None) -> list[Row]:
     rng = random.Random(4)
     leaves = [leaf_hash(i.to_bytes(8, "big")) for i in range(leaves_count)]
@@ -197,8 +318,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--leaves", type=int, default=1_000_000, help="tree size N")
     parser.add_argument("--samples", type=int, default=2000, help="proofs timed per kind")
+    parser.add_argument(
+        "--database-seconds",
+        type=float,
+        default=60.0,
+        help="time budget of the database-backed appends (g); 0 skips (g)-(i)",
+    )
     args = parser.parse_args()
-    print_table(run(args.leaves, args.samples))
+    rows = run(args.leaves, args.samples)
+    if args.database_seconds > 0:
+        rows += run_database(args.leaves, args.database_seconds, min(args.samples, 500))
+    print_table(rows)
 
 
 if __name__ == "__main__":

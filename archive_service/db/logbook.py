@@ -11,13 +11,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, tuple_, update
+from sqlalchemy import Table, bindparam, insert, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from archive_service.core.logbook.merkle import EMPTY_ROOT
 from archive_service.db import tables as t
-from archive_service.db.repositories import _from_row
+from archive_service.db.repositories import _fields, _from_row
 from archive_service.errors import NotFound
 from archive_service.ports import CheckpointRecord, LogEntryRecord, LogEvent, LogHeadRecord
 
@@ -25,6 +25,12 @@ _ENTRIES = cast("Table", t.LogbookEntry.__table__)
 _NODES = cast("Table", t.MerkleNode.__table__)
 _HEADS = cast("Table", t.LogHead.__table__)
 _CHECKPOINTS = cast("Table", t.Checkpoint.__table__)
+_APPEND = insert(_ENTRIES).returning(_ENTRIES.c.id)
+_SET_CANONICAL = (
+    update(_ENTRIES)
+    .where(_ENTRIES.c.id == bindparam("entry_id"))
+    .values(canonical=bindparam("bytes"))
+)
 #: Bound parameters per statement stay well below SQLite's limit (32766).
 _CHUNK = 500
 
@@ -72,27 +78,13 @@ class SqlLogbookRepository:
 
     def append(self, event: LogEvent) -> int:
         # The canonical bytes name the entry's id: insert, then write them in the same
-        # transaction (the column is never seen empty outside it).
-        entry_id: int = self._s.execute(
-            insert(_ENTRIES)
-            .values(
-                tenant_id=event.tenant_id,
-                at=event.at,
-                event_type=event.event_type,
-                outcome=event.outcome,
-                actor=event.actor,
-                subject_type=event.subject_type,
-                subject_id=event.subject_id,
-                details=event.details,
-                canonical=b"",
-            )
-            .returning(_ENTRIES.c.id)
-        ).scalar_one()
-        self._s.execute(
-            update(_ENTRIES)
-            .where(_ENTRIES.c.id == entry_id)
-            .values(canonical=event.canonical(entry_id))
-        )
+        # transaction (the column is never seen empty outside it). Prepared statements on the
+        # session's connection: this runs once per operation, and in bulk in the benchmark.
+        conn = self._s.connection()
+        values = _fields(event)
+        values["canonical"] = b""
+        entry_id: int = conn.execute(_APPEND, values).scalar_one()
+        conn.execute(_SET_CANONICAL, {"entry_id": entry_id, "bytes": event.canonical(entry_id)})
         return entry_id
 
     def for_subject(self, tenant_id: str, subject_id: str) -> list[LogEvent]:
@@ -220,14 +212,25 @@ class SqlLogbookRepository:
                 )
             ).all()
             found.update({(0, int(r[0])): bytes(r[1]) for r in rows if r[1] is not None})
-        for start in range(0, len(upper), _CHUNK):
-            nodes = self._s.execute(
-                select(_NODES.c.level, _NODES.c.index, _NODES.c.hash).where(
-                    _NODES.c.tenant_id == tenant_id,
-                    tuple_(_NODES.c.level, _NODES.c.index).in_(upper[start : start + _CHUNK]),
+        by_level: dict[int, list[int]] = {}
+        for level, index in upper:
+            by_level.setdefault(level, []).append(index)
+        if by_level:
+            # One SELECT per level, so that each is a primary-key lookup (SQLite does not
+            # search a WITHOUT ROWID key for an OR, nor for a row-value IN).
+            stored = self._s.execute(
+                union_all(
+                    *(
+                        select(_NODES.c.level, _NODES.c.index, _NODES.c.hash).where(
+                            _NODES.c.tenant_id == tenant_id,
+                            _NODES.c.level == level,
+                            _NODES.c.index.in_(indices),
+                        )
+                        for level, indices in by_level.items()
+                    )
                 )
             ).all()
-            found.update({(int(r[0]), int(r[1])): bytes(r[2]) for r in nodes})
+            found.update({(int(r[0]), int(r[1])): bytes(r[2]) for r in stored})
         return found
 
     def set_head(self, tenant_id: str, *, size: int, root: bytes, at: datetime) -> None:

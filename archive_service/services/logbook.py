@@ -31,7 +31,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -86,8 +86,6 @@ READ_ROLES = frozenset({Role.ARCHIVIST, Role.AUDITOR, Role.ADMIN})
 INTEGRATE_BATCH = 10_000
 VERIFY_PAGE = 5_000
 _NAME = re.compile(r"^(\d{12})\.(note|tsr)$")
-
-T = TypeVar("T")
 
 
 def checkpoint_prefix(tenant_id: str) -> str:
@@ -293,13 +291,11 @@ class LogbookService:
             if latest is not None and latest.size >= head.size:
                 return CheckpointOutcome(tenant_id, "unchanged", latest)
             size, since = head.size, 0 if latest is None else latest.size
-            root = self._with_nodes(uow, tenant_id, root_nodes(size), lambda r: root_hash(size, r))
-            proof = self._with_nodes(
-                uow,
-                tenant_id,
-                consistency_proof_nodes(since, size),
-                lambda r: consistency_proof(since, size, r),
+            read = self._tree(
+                uow, tenant_id, [*root_nodes(size), *consistency_proof_nodes(since, size)]
             )
+            root = root_hash(size, read)
+            proof = consistency_proof(since, size, read)
         try:
             if root != head.root:
                 raise IntegrityFailure(
@@ -474,32 +470,35 @@ class LogbookService:
         """The RFC 9162 inclusion proof of an entry in the tree of ``tree_size`` leaves
         (default: the latest checkpoint's). An entry not yet integrated is integrated now."""
         self._may_read(caller)
-        tenant = caller.tenant_id
+        proof = self._inclusion(caller.tenant_id, entry_id, tree_size)
+        if proof is None:
+            self.integrate(caller.tenant_id)
+            proof = self._inclusion(caller.tenant_id, entry_id, tree_size)
+        if proof is None:
+            raise NotFound(f"no logbook entry {entry_id}")
+        return proof
+
+    def _inclusion(
+        self, tenant: str, entry_id: int, tree_size: int | None
+    ) -> InclusionProof | None:
+        """The proof, from one transaction and one query for the nodes; ``None`` when the
+        entry is not integrated yet."""
         with self._uow() as uow:
             entry = uow.logbook.get_entry(tenant, entry_id)
-        if entry is None:
-            raise NotFound(f"no logbook entry {entry_id}")
-        if entry.leaf_index is None:
-            self.integrate(tenant)
-            with self._uow() as uow:
-                entry = uow.logbook.get_entry(tenant, entry_id)
-            if entry is None or entry.leaf_index is None:
+            if entry is None:
                 raise NotFound(f"no logbook entry {entry_id}")
-        size = self._tree_size(tenant, tree_size)
-        if not 0 <= entry.leaf_index < size:
-            raise BadRequest(
-                f"entry {entry_id} is leaf {entry.leaf_index}: it is not in the tree of size "
-                f"{size} (ask for a tree_size above {entry.leaf_index})"
-            )
-        index = entry.leaf_index
-        with self._uow() as uow:
-            proof = self._with_nodes(
-                uow,
-                tenant,
-                inclusion_proof_nodes(index, size),
-                lambda r: inclusion_proof(index, size, r),
-            )
-            root = self._with_nodes(uow, tenant, root_nodes(size), lambda r: root_hash(size, r))
+            index = entry.leaf_index
+            if index is None:
+                return None
+            size = self._tree_size(uow, tenant, tree_size)
+            if not 0 <= index < size:
+                raise BadRequest(
+                    f"entry {entry_id} is leaf {index}: it is not in the tree of size "
+                    f"{size} (ask for a tree_size above {index})"
+                )
+            read = self._tree(uow, tenant, [*inclusion_proof_nodes(index, size), *root_nodes(size)])
+            proof = inclusion_proof(index, size, read)
+            root = root_hash(size, read)
         return InclusionProof(entry=entry, tree_size=size, root=root, proof=tuple(proof))
 
     def consistency(self, caller: Caller, size1: int, size2: int | None = None) -> ConsistencyProof:
@@ -507,30 +506,33 @@ class LogbookService:
         (default: the latest checkpoint's)."""
         self._may_read(caller)
         tenant = caller.tenant_id
-        size2 = self._tree_size(tenant, size2)
-        if not 0 <= size1 <= size2:
-            raise BadRequest(f"consistency needs 0 <= from <= to; got from={size1}, to={size2}")
         with self._uow() as uow:
-            proof = self._with_nodes(
+            size2 = self._tree_size(uow, tenant, size2)
+            if not 0 <= size1 <= size2:
+                raise BadRequest(f"consistency needs 0 <= from <= to; got from={size1}, to={size2}")
+            read = self._tree(
                 uow,
                 tenant,
-                consistency_proof_nodes(size1, size2),
-                lambda r: consistency_proof(size1, size2, r),
+                [
+                    *consistency_proof_nodes(size1, size2),
+                    *root_nodes(size1),
+                    *root_nodes(size2),
+                ],
             )
-            root1 = self._with_nodes(uow, tenant, root_nodes(size1), lambda r: root_hash(size1, r))
-            root2 = self._with_nodes(uow, tenant, root_nodes(size2), lambda r: root_hash(size2, r))
+            proof = consistency_proof(size1, size2, read)
+            root1, root2 = root_hash(size1, read), root_hash(size2, read)
         return ConsistencyProof(size1, size2, root1, root2, tuple(proof))
 
-    def _tree_size(self, tenant_id: str, asked: int | None) -> int:
-        with self._uow() as uow:
-            head = uow.logbook.head(tenant_id)
-            if asked is None:
-                latest = uow.logbook.latest_checkpoint(tenant_id)
-                if latest is None:
-                    raise Conflict("no checkpoint yet: give tree_size, or make a checkpoint")
-                return latest.size
+    @staticmethod
+    def _tree_size(uow: UnitOfWork, tenant_id: str, asked: int | None) -> int:
+        if asked is None:
+            latest = uow.logbook.latest_checkpoint(tenant_id)
+            if latest is None:
+                raise Conflict("no checkpoint yet: give tree_size, or make a checkpoint")
+            return latest.size
         if asked < 1:
             raise BadRequest(f"tree_size must be at least 1, got {asked}")
+        head = uow.logbook.head(tenant_id)
         if asked > head.size:
             raise Conflict(
                 f"tree_size {asked} is beyond the integrated log (size {head.size}); "
@@ -538,15 +540,10 @@ class LogbookService:
             )
         return asked
 
-    def _with_nodes(
-        self,
-        uow: UnitOfWork,
-        tenant_id: str,
-        wanted: Sequence[tuple[int, int]],
-        compute: Callable[[SubtreeReader], T],
-    ) -> T:
-        """Run ``compute`` over the tenant's stored tree, having fetched the subtrees it reads
-        (``wanted``, from ``core.logbook.merkle.*_nodes``) in one query."""
+    @staticmethod
+    def _tree(uow: UnitOfWork, tenant_id: str, wanted: Sequence[tuple[int, int]]) -> SubtreeReader:
+        """A reader of the tenant's stored tree holding the subtrees ``wanted`` (those a
+        computation reads: ``core.logbook.merkle.*_nodes``), fetched in one query."""
         found = uow.logbook.nodes(tenant_id, wanted)
 
         def read(level: int, index: int) -> bytes:
@@ -558,7 +555,7 @@ class LogbookService:
                     f"index {index} (an entry deleted?)"
                 ) from None
 
-        return compute(read)
+        return read
 
     # -- detection ---------------------------------------------------------------------------
 
@@ -847,12 +844,8 @@ class LogbookService:
         (size1, root1), (size2, root2) = older, newer
         try:
             with self._uow() as uow:
-                proof = self._with_nodes(
-                    uow,
-                    tenant_id,
-                    consistency_proof_nodes(size1, size2),
-                    lambda r: consistency_proof(size1, size2, r),
-                )
+                read = self._tree(uow, tenant_id, consistency_proof_nodes(size1, size2))
+                proof = consistency_proof(size1, size2, read)
             verify_consistency(size1, size2, root1, root2, proof)
         except (ProofError, IntegrityFailure) as exc:
             report.fail(
