@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from alembic import command
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import create_engine, delete, select, text, update
 from sqlalchemy.pool import NullPool
@@ -555,3 +556,43 @@ def test_migration_gives_earlier_entries_their_canonical_bytes(settings: Setting
     assert bytes(row.canonical) == event.canonical(row.id)
     assert json.loads(row.canonical)["at"] == "2026-01-02T03:04:05.123456Z"
     assert row.leaf_index is None
+
+
+def test_production_refuses_a_generated_signing_key(tmp_path: Path) -> None:
+    from archive_service.errors import ConfigurationError
+    from archive_service.tsa.logbook_key import generated_signing_key, load_signing_key
+    from archive_service.wiring import check_production
+
+    production: dict[str, Any] = {
+        "environment": "production",
+        "tsa_url": "https://tsa.example.org/rfc3161",
+        "storage_offers": [{"name": "a", "kind": "s3"}],
+        "api_key_pepper": "a-long-random-secret-for-this-test",
+        "data_dir": tmp_path,
+    }
+    with pytest.raises(ConfigurationError, match="a generated logbook signing key"):
+        check_production(Settings(**production))
+    key = Ed25519PrivateKey.generate()
+    pem = tmp_path / "logbook.pem"
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    check_production(Settings(**production, logbook_signing_key=pem))
+    assert load_signing_key(pem).public_key() == key.public_key()
+    made = generated_signing_key(tmp_path / "logbook")
+    assert generated_signing_key(tmp_path / "logbook").public_key() == made.public_key()
+    assert (tmp_path / "logbook" / "signing-key.pem").stat().st_mode & 0o777 == 0o600
+    other = tmp_path / "ec.pem"
+    other.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    with pytest.raises(ConfigurationError, match="not an Ed25519 key"):
+        load_signing_key(other)
