@@ -625,7 +625,7 @@ class LogbookRepository(Protocol):
         ...
 
     def tenants(self) -> list[str]:
-        """Tenants with at least one entry."""
+        """Every tenant (each has a log, possibly empty)."""
         ...
 
     # -- the integrator and the tree ------------------------------------------------------

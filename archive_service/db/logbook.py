@@ -135,7 +135,8 @@ class SqlLogbookRepository:
         return [_entry(r) for r in rows]
 
     def tenants(self) -> list[str]:
-        return list(self._s.scalars(select(_ENTRIES.c.tenant_id).distinct()))
+        # Every tenant, not only those with entries left: a log deleted whole must be checked.
+        return list(self._s.scalars(select(t.Tenant.id).order_by(t.Tenant.id)))
 
     # -- the integrator and the tree ------------------------------------------------------------
 

@@ -400,6 +400,19 @@ def test_a_truncated_log_is_named_against_the_checkpoints_in_storage(env: Env) -
     )
 
 
+def test_a_log_deleted_whole_is_named(env: Env) -> None:
+    tenant, _, second = two_checkpoints(env)
+    for table in (t.LogbookEntry, t.MerkleNode, t.Checkpoint, t.LogHead):
+        sql(env, delete(table).where(table.tenant_id == tenant))
+    code, report = verify(env, tenant)
+    assert code == 1
+    # The tree is gone too: no consistency proof between the checkpoints in storage.
+    assert codes(report) == ["checkpoints-inconsistent", "log-truncated"]
+    assert report["entries"] == 0
+    messages = " | ".join(p["message"] for p in report["problems"])
+    assert f"checkpoint {second} covers {second} entries; the database holds 0" in messages
+
+
 def test_a_checkpoint_edited_in_the_database_is_named_and_blocks_the_next(env: Env) -> None:
     tenant, _first, second = two_checkpoints(env)
     with env.services.engine.connect() as conn:
