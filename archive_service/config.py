@@ -130,6 +130,11 @@ class Settings(BaseSettings):
     evidence against a rewritten database: 30 years by default, as long as the records they
     vouch for (retention is only ever extended)."""
 
+    # --- evidence bundles (`GET /v1/archive-units/{id}/evidence`, `archive-service evidence`) --
+    evidence_auditor_objects: bool = False
+    """Auditors may have the objects (document content) in evidence bundles; off: auditors get
+    bundles without objects, like every other read of content they may not make."""
+
     # --- observability ---------------------------------------------------------------------
     log_format: Literal["json", "console"] = "json"
     """``json``: one JSON object per line (timestamp, level, event, logger, and the context:

@@ -30,6 +30,7 @@ from archive_service.ports import BlobStore, TimestampAuthority
 from archive_service.search.postgres_fts import PostgresFtsIndex
 from archive_service.search.sqlite_fts import SqliteFtsIndex
 from archive_service.services.audit import AuditService
+from archive_service.services.evidence import EvidenceService
 from archive_service.services.ingest import PROCESS_JOB, IngestService
 from archive_service.services.logbook import LogbookService
 from archive_service.services.retrieval import RetrievalService
@@ -67,6 +68,7 @@ class Services:
     metrics: PrometheusMetrics
     logbook: LogbookService
     audit: AuditService
+    evidence: EvidenceService
 
     def close(self) -> None:
         self.runner.shutdown()
@@ -226,6 +228,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     )
     runner.register(PROCESS_JOB, ingest.process)
     storage_admin = StorageAdminService(uow=uow, offers=offers, clock=clock)
+    logbook = build_logbook(settings, uow, offers, tsa, clock)
     return Services(
         settings=settings,
         engine=engine,
@@ -241,13 +244,21 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         validator=validator,
         storage_admin=storage_admin,
         metrics=metrics,
-        logbook=build_logbook(settings, uow, offers, tsa, clock),
+        logbook=logbook,
         audit=AuditService(
             uow=uow,
             offers=offers,
             clock=clock,
             storage_admin=storage_admin,
             window_days=settings.audit_window_days,
+        ),
+        evidence=EvidenceService(
+            uow=uow,
+            offers=offers,
+            tsa=tsa,
+            clock=clock,
+            logbook=logbook,
+            auditor_objects=settings.evidence_auditor_objects,
         ),
     )
 

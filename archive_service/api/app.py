@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from archive_service import __version__
 from archive_service.api.deps import CallerDep, ServicesDep
 from archive_service.api.errors import archive_error_handler, validation_error_handler
+from archive_service.api.evidence import router as evidence_router
 from archive_service.api.health import ArchiveCollector, readiness
 from archive_service.api.logbook import router as logbook_router
 from archive_service.api.requests import RequestContext
@@ -64,6 +65,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
 
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.include_router(logbook_router)
+    app.include_router(evidence_router)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from archive_service.cli import audit, logbook, remote, verify
+from archive_service.cli import audit, evidence, logbook, remote, verify
 from archive_service.config import Settings, get_settings
 from archive_service.errors import (
     ArchiveError,
@@ -375,3 +375,4 @@ remote.register(app)
 verify.register(app)
 audit.register(app)
 logbook.register(app)
+evidence.register(app)

@@ -108,7 +108,7 @@ def check_package(
     manifest: bytes | None,
     token: bytes | None,
     chain_pem: bytes | None,
-    open_object: OpenObject,
+    open_object: OpenObject | None,
     *,
     content_listing: Iterable[str] | None = None,
 ) -> VerificationReport:
@@ -118,12 +118,14 @@ def check_package(
     ``timestamp.tsr`` and ``tsa-chain.pem`` (``None`` when a file is missing: a failed check,
     never a skipped one). ``content_listing`` is every file present under ``content/``, as
     package-relative POSIX paths (``content/obj-…``); when it is ``None`` the caller has no
-    listing and check 4 is not run (the CLI always passes one).
+    listing and check 4 is not run (the CLI always passes one). ``open_object`` ``None``: the
+    objects are not at hand (an evidence bundle without them) and check 3 is not run; the
+    caller checks what stands for them (``core.evidence_check``: the SHA256SUMS files).
     """
     checks: list[CheckResult] = []
     objects = _check_manifest(manifest, checks)
-    _check_timestamp(manifest, token, chain_pem, checks)
-    if objects is not None:
+    check_timestamp(manifest, token, chain_pem, checks)
+    if objects is not None and open_object is not None:
         for obj in objects:
             _check_object(obj, open_object, checks)
     if content_listing is not None:
@@ -164,28 +166,36 @@ def _check_manifest(manifest: bytes | None, checks: list[CheckResult]) -> list[_
     return objects
 
 
-def _check_timestamp(
+def check_timestamp(
     manifest: bytes | None,
     token: bytes | None,
     chain_pem: bytes | None,
     checks: list[CheckResult],
+    *,
+    number: str = "2",
+    data_file: str = MANIFEST_FILE,
+    token_file: str = TOKEN_FILE,
+    chain_file: str = CHAIN_FILE,
 ) -> None:
-    present = "2.1 token and TSA chain present"
+    """Checks ``<number>.1``-``<number>.3``: token and chain present, imprint = digest of the
+    data (``manifest``: the bytes of ``data_file``), token signed by the chain (RFC 3161
+    §2.4.2). Evidence bundles run it on the manifest and on the logbook checkpoint's note."""
+    present = f"{number}.1 token and TSA chain present"
     if token is None or chain_pem is None:
         if token is None:
             checks.append(
-                CheckResult(present, False, "an RFC 3161 token", "file missing", TOKEN_FILE)
+                CheckResult(present, False, "an RFC 3161 token", "file missing", token_file)
             )
         if chain_pem is None:
             checks.append(
-                CheckResult(present, False, "the TSA certificate chain", "file missing", CHAIN_FILE)
+                CheckResult(present, False, "the TSA certificate chain", "file missing", chain_file)
             )
         return
 
     try:
         info = token_info(token)
     except (ArchiveError, ValueError) as exc:
-        checks.append(CheckResult(present, False, "a DER TimeStampResp", _reason(exc), TOKEN_FILE))
+        checks.append(CheckResult(present, False, "a DER TimeStampResp", _reason(exc), token_file))
         return
     checks.append(
         CheckResult(
@@ -193,15 +203,15 @@ def _check_timestamp(
             True,
             "an RFC 3161 token",
             f"present (serial {info.serial_number})",
-            TOKEN_FILE,
+            token_file,
         )
     )
 
-    imprint = "2.2 token imprint = digest of manifest.xml"
+    imprint = f"{number}.2 token imprint = digest of {data_file}"
     found_imprint = f"{info.hash_algorithm}:{info.message_imprint.hex()}"
     imprint_ok = False
     if manifest is None:
-        checks.append(CheckResult(imprint, False, "manifest.xml", "file missing", MANIFEST_FILE))
+        checks.append(CheckResult(imprint, False, data_file, "file missing", data_file))
     else:
         if info.hash_algorithm not in HASH_ALGORITHMS:
             checks.append(
@@ -210,7 +220,7 @@ def _check_timestamp(
                     False,
                     " or ".join(sorted(HASH_ALGORITHMS)),
                     f"unsupported hash algorithm {info.hash_algorithm}",
-                    TOKEN_FILE,
+                    token_file,
                 )
             )
         else:
@@ -222,14 +232,14 @@ def _check_timestamp(
                     imprint_ok,
                     f"{info.hash_algorithm}:{digest.hex()}",
                     found_imprint,
-                    MANIFEST_FILE,
+                    data_file,
                 )
             )
 
     # 2.3 is the authoritative end-to-end verification (imprint, signature, chain at genTime)
     # when the imprint matched; when it did not, the token alone is still checked (over its own
     # imprint) so the report tells a forged token from a modified manifest.
-    signature = "2.3 token signed by the TSA chain"
+    signature = f"{number}.3 token signed by the TSA chain"
     try:
         if imprint_ok and manifest is not None:
             verified = verify_timestamp(token, message=manifest, chain_pem=chain_pem)
@@ -244,7 +254,7 @@ def _check_timestamp(
                 False,
                 "a valid signature by a certificate of the chain",
                 _reason(exc),
-                TOKEN_FILE,
+                token_file,
             )
         )
         return
@@ -255,7 +265,7 @@ def _check_timestamp(
             "a valid signature by a certificate of the chain",
             f"signed at {verified.gen_time.isoformat()}"
             + (f" by {verified.tsa_name}" if verified.tsa_name else ""),
-            TOKEN_FILE,
+            token_file,
         )
     )
 
