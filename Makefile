@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install serve lint test test-unit test-integration bench format clean
+.PHONY: help install serve lint test test-unit test-integration bench bench-throughput format clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -37,6 +37,9 @@ test-integration: $(STAMP)  ## integration tests only
 
 bench: $(STAMP)  ## benchmarks (print tables; never part of the test suite)
 	$(BIN)/python bench/ingest.py
+
+bench-throughput: $(STAMP)  ## 200 dossiers through API, PostgreSQL, Celery and a private Ceph, 1 then 2 workers (~10 min)
+	$(BIN)/python bench/throughput.py $(BENCH_ARGS)
 
 format: $(STAMP)  ## reformat the code
 	$(BIN)/ruff format archive_service tests bench

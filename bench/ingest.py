@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +23,6 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import psutil
@@ -33,6 +30,7 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench._common import free_port, upload  # noqa: E402
 from tests.fixtures.dossier import make_large_file, make_small_dossier  # noqa: E402
 
 MIB = 1024 * 1024
@@ -50,12 +48,6 @@ def baseline(path: Path) -> float:
             sha256.update(view[:n])
             sha512.update(view[:n])
     return size / MIB / (time.perf_counter() - start)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:
@@ -137,36 +129,6 @@ class PeakRss:
         self._thread.join()
 
 
-def multipart_body(
-    metadata: dict[str, Any], root: Path, boundary: str
-) -> tuple[int, list[bytes | Path]]:
-    """Content-Length and the pieces of the multipart/form-data body: bytes, and files to send
-    with ``sendfile`` (from the page cache to the socket, never through this process), since
-    the client shares the CPU with the server it measures and should cost it little."""
-    delimiter = f"--{boundary}\r\n".encode()
-    pieces: list[bytes | Path] = [
-        delimiter
-        + b'Content-Disposition: form-data; name="metadata"\r\n'
-        + b"Content-Type: application/json\r\n\r\n"
-        + json.dumps(metadata).encode()
-        + b"\r\n"
-    ]
-    for entry in metadata["files"]:
-        name, filename = entry["path"], Path(entry["path"]).name
-        if any(c in name for c in '"\\\r\n'):
-            raise ValueError(f"cannot quote {name!r} in a Content-Disposition header")
-        pieces += [
-            delimiter
-            + f'Content-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'.encode()
-            + b"Content-Type: application/octet-stream\r\n\r\n",
-            root / entry["path"],
-            b"\r\n",
-        ]
-    pieces.append(f"--{boundary}--\r\n".encode())
-    length = sum(p.stat().st_size if isinstance(p, Path) else len(p) for p in pieces)
-    return length, pieces
-
-
 def push(url: str, key: str, metadata: dict[str, Any], root: Path) -> float:
     """Send one transfer, wait until it is accepted; return the elapsed seconds.
 
@@ -175,34 +137,9 @@ def push(url: str, key: str, metadata: dict[str, Any], root: Path) -> float:
     transfer that takes seconds would slow down what it measures, while the error on the
     measured time stays within a few percent.
     """
-    boundary = f"bench-{os.urandom(12).hex()}"
-    length, body = multipart_body(metadata, root, boundary)
     headers = {"Authorization": f"Bearer {key}"}
-    parsed = urlsplit(url)
     start = time.perf_counter()
-    conn = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port, timeout=600)
-    try:
-        conn.putrequest("POST", "/v1/transfers", skip_accept_encoding=True)
-        for name, value in {
-            **headers,
-            "Content-Type": f"multipart/form-data; boundary={boundary}",
-            "Content-Length": str(length),
-        }.items():
-            conn.putheader(name, value)
-        conn.endheaders()
-        for piece in body:
-            if isinstance(piece, Path):
-                with piece.open("rb") as fh:
-                    conn.sock.sendfile(fh)
-            else:
-                conn.sock.sendall(piece)
-        response = conn.getresponse()
-        answer = response.read()
-    finally:
-        conn.close()
-    if response.status >= 300:
-        raise RuntimeError(f"upload refused: {response.status} {answer.decode(errors='replace')}")
-    transfer = json.loads(answer)["id"]
+    transfer = upload(url, key, metadata, root)
     with httpx.Client(base_url=url, timeout=600) as client:
         while True:
             status = client.get(f"/v1/transfers/{transfer}", headers=headers).json()

@@ -19,6 +19,7 @@
 #
 # Settings (environment):
 #   CEPH_OBJECTSTORE  memstore (default: fastest, RAM only, 2 GiB cap) or bluestore
+#   CEPH_MEMSTORE_BYTES  memstore's cap in bytes (2147483648); read when a cluster is made
 #   CEPH_MON_PORT     6789
 #   RGW_ACCESS_KEY    ARCHIVETESTACCESSKEY   } the S3 user "archive-test", made once
 #   RGW_SECRET_KEY    archive-test-secret    } (the defaults the integration tests use)
@@ -33,6 +34,7 @@ usage() { echo "usage: $0 DIR [PORT...]" >&2; exit 2; }
 D=$1; shift
 PORTS=("$@"); [ ${#PORTS[@]} -gt 0 ] || PORTS=(7480)
 STORE=${CEPH_OBJECTSTORE:-memstore}
+MEMSTORE_BYTES=${CEPH_MEMSTORE_BYTES:-2147483648}
 MON_PORT=${CEPH_MON_PORT:-6789}
 ACCESS_KEY=${RGW_ACCESS_KEY:-ARCHIVETESTACCESSKEY}
 SECRET_KEY=${RGW_SECRET_KEY:-archive-test-secret}
@@ -42,6 +44,7 @@ for port in "${PORTS[@]}"; do
   [[ $port =~ ^[0-9]+$ ]] || usage
 done
 case $STORE in memstore|bluestore) ;; *) echo "CEPH_OBJECTSTORE: memstore or bluestore" >&2; exit 2;; esac
+[[ $MEMSTORE_BYTES =~ ^[0-9]+$ ]] || { echo "CEPH_MEMSTORE_BYTES: a number of bytes" >&2; exit 2; }
 for tool in ceph ceph-authtool monmaptool ceph-mon ceph-osd radosgw radosgw-admin curl; do
   command -v "$tool" >/dev/null || {
     echo "$tool not found: apt-get install -y --no-install-recommends ceph-mon ceph-osd radosgw curl" >&2
@@ -138,7 +141,7 @@ mon data = $D/mon
 [osd.0]
 osd data = $D/osd0
 osd objectstore = $STORE
-memstore device bytes = 2147483648
+memstore device bytes = $MEMSTORE_BYTES
 bluestore block size = 10737418240
 bluestore block create = true
 bluestore cache autotune = false
