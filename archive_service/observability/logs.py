@@ -70,6 +70,7 @@ def configure_logging(
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True
+        logger.setLevel(logging.NOTSET)  # the root's level decides, whoever set one before
     # SQLAlchemy's engine echo and pool chatter are debugging aids; its warnings stay.
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
     logging.captureWarnings(True)
