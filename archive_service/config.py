@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -43,8 +43,14 @@ class Settings(BaseSettings):
     or directly the XSDs of one version. Without it, manifests are validated against our own
     RelaxNG profile only."""
 
-    decp_schema_path: Path | None = None
-    """Official DECP JSON schema (schema_decp_v2.0.3.json); optional, used when present."""
+    decp_schema_path: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "decp_schema_path", "ARCHIVE_DECP_SCHEMA", "ARCHIVE_DECP_SCHEMA_PATH"
+        ),
+    )
+    """Official DECP JSON schema (schema_decp_v2.0.3.json); optional, used when present.
+    Environment: ``ARCHIVE_DECP_SCHEMA`` (as documented), ``ARCHIVE_DECP_SCHEMA_PATH`` too."""
 
     seda_version: Literal["2.3", "2.2"] = "2.3"
 
