@@ -58,11 +58,20 @@ class BlobStore(Protocol):
 
     def put_bytes(self, key: str, data: bytes) -> StoredBlob: ...
 
-    def open(self, key: str) -> BinaryIO:
-        """A readable binary stream of the object; ``NotFound`` if absent."""
+    def open(self, key: str, *, version_id: str | None = None) -> BinaryIO:
+        """A readable binary stream of the object; ``NotFound`` if absent.
+
+        ``version_id``: the version to read, as the database recorded it for this copy
+        (``StoredBlob.version_id``). Every read of a recorded copy passes it: after a repair
+        on a versioned offer, the recorded version is not the key's first one. ``None``
+        reads the object of the write-once key (on S3 its first version). An offer without
+        versions (a local directory) records none: any version id is ``NotFound`` there.
+        """
         ...
 
-    def stat(self, key: str) -> StoredBlob | None: ...
+    def stat(self, key: str, *, version_id: str | None = None) -> StoredBlob | None:
+        """What the offer holds under ``key`` (that version of it, if given), or ``None``."""
+        ...
 
     def iter_keys(self, prefix: str = "") -> Iterator[str]: ...
 
@@ -97,6 +106,19 @@ class LockingBlobStore(BlobStore, Protocol):
 
     def set_legal_hold(self, key: str, *, version_id: str, on: bool) -> None:
         """Put (``on``) or lift a legal hold (gel) on one version, whatever its retention."""
+        ...
+
+
+@runtime_checkable
+class VersionedBlobStore(BlobStore, Protocol):
+    """An offer that keeps every version of a key (an S3 bucket with versioning)."""
+
+    def put_version(self, key: str, path: Path, *, sha256: str) -> StoredBlob:
+        """Store ``path`` as a new version of ``key``, whether the key exists or not; every
+        version it has is kept. Only for a repair replacing a recorded version that is missing
+        or corrupt (and, with Object Lock, cannot be removed): the new version is served to
+        reads pinned to its id, which the caller records. ``FingerprintMismatch`` if the
+        file's SHA-256 is not ``sha256``."""
         ...
 
 
@@ -500,6 +522,10 @@ class ArchiveRepository(Protocol):
     def objects_of_root(self, tenant_id: str, root_id: str) -> list[ObjectRecord]: ...
     def get_object(self, tenant_id: str, object_id: str) -> ObjectRecord | None: ...
     def copies_of_package(self, tenant_id: str, package_id: str) -> list[CopyRecord]: ...
+    def copies_of_key(self, tenant_id: str, package_id: str, key: str) -> list[CopyRecord]:
+        """The recorded copies of one key of a package (one per offer holding it)."""
+        ...
+
     def all_packages(self) -> list[PackageRecord]:
         """Every package of every tenant, oldest first (administration only)."""
         ...

@@ -409,3 +409,15 @@ class SqlArchiveRepository:
             .order_by(t.StoredCopy.id)
         ).all()
         return [_from_row(CopyRecord, r) for r in rows]
+
+    def copies_of_key(self, tenant_id: str, package_id: str, key: str) -> list[CopyRecord]:
+        rows = self._s.scalars(
+            select(t.StoredCopy)
+            .where(
+                t.StoredCopy.tenant_id == tenant_id,
+                t.StoredCopy.package_id == package_id,
+                t.StoredCopy.key == key,
+            )
+            .order_by(t.StoredCopy.id)
+        ).all()
+        return [_from_row(CopyRecord, r) for r in rows]

@@ -2,13 +2,13 @@
 
 :func:`instrument` wraps an offer so that every call that fails is counted as a storage error
 of that offer and operation (``archive_storage_errors_total{offer, operation}``), then raised
-as it was. ``NotFound`` and ``Conflict`` are answers (an absent key, a write-once key that
-exists), not failures: they are not counted. Errors raised later, while reading a stream
-that ``open`` returned, are not counted either.
+as it was. ``NotFound`` and ``Conflict`` are answers (an absent key or version, a write-once
+key that exists), not failures: they are not counted. Errors raised later, while reading a
+stream that ``open`` returned, are not counted either. A read's ``version_id`` is passed on.
 
 The wrapper has exactly the capabilities of the offer it wraps (``LockingBlobStore``,
-``RetentionReader``, ``BucketCheck``: services test them with ``isinstance``), and attributes
-the ports do not name are the wrapped offer's.
+``VersionedBlobStore``, ``RetentionReader``, ``BucketCheck``: services test them with
+``isinstance``), and attributes the ports do not name are the wrapped offer's.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from archive_service.ports import (
     RetentionReader,
     RetentionView,
     StoredBlob,
+    VersionedBlobStore,
 )
 
 T = TypeVar("T")
@@ -63,11 +64,11 @@ class InstrumentedStore:
     def put_bytes(self, key: str, data: bytes) -> StoredBlob:
         return self._call("put", self.inner.put_bytes, key, data)
 
-    def open(self, key: str) -> BinaryIO:
-        return self._call("open", self.inner.open, key)
+    def open(self, key: str, *, version_id: str | None = None) -> BinaryIO:
+        return self._call("open", self.inner.open, key, version_id=version_id)
 
-    def stat(self, key: str) -> StoredBlob | None:
-        return self._call("stat", self.inner.stat, key)
+    def stat(self, key: str, *, version_id: str | None = None) -> StoredBlob | None:
+        return self._call("stat", self.inner.stat, key, version_id=version_id)
 
     def iter_keys(self, prefix: str = "") -> Iterator[str]:
         keys = self._call("list", self.inner.iter_keys, prefix)
@@ -106,6 +107,13 @@ class _Locking(InstrumentedStore):
         self._call("legal_hold", self.inner.set_legal_hold, key, version_id=version_id, on=on)
 
 
+class _Versioned(InstrumentedStore):
+    inner: VersionedBlobStore
+
+    def put_version(self, key: str, path: Path, *, sha256: str) -> StoredBlob:
+        return self._call("put", self.inner.put_version, key, path, sha256=sha256)
+
+
 class _Retention(InstrumentedStore):
     inner: Any
 
@@ -125,6 +133,7 @@ class _Bucket(InstrumentedStore):
 
 _CAPABILITIES: tuple[tuple[type, type[InstrumentedStore]], ...] = (
     (LockingBlobStore, _Locking),
+    (VersionedBlobStore, _Versioned),
     (RetentionReader, _Retention),
     (BucketCheck, _Bucket),
 )

@@ -45,6 +45,11 @@ does not write the sidecar (an offer never repairs itself silently).
 Keys are relative POSIX paths (``tenants/t1/packages/pkg-…/content/obj-…``). Refused with
 ``ValueError``: empty or absolute keys, backslashes, NUL, empty segments, ``.``/``..``, and any
 segment starting with a dot — which also keeps keys out of ``.tmp`` and ``.sha256``.
+
+A directory keeps no versions: ``StoredBlob.version_id`` is ``None``, and so is the version the
+database records for a local copy. ``open``/``stat`` asked for a version id (which only a
+versioned offer issues) answer that it is absent (``NotFound``/``None``), rather than serve
+the one object as if it were that version.
 """
 
 from __future__ import annotations
@@ -383,7 +388,11 @@ class LocalDirectoryStore:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def open(self, key: str) -> BinaryIO:
+    def open(self, key: str, *, version_id: str | None = None) -> BinaryIO:
+        """The object's bytes. A directory keeps no versions: the database records none for
+        its copies, and a version id (which this offer never issued) is ``NotFound``."""
+        if version_id is not None:
+            self._no_version(key, version_id)
         try:
             return self._object_path(key).open("rb")
         except (FileNotFoundError, NotADirectoryError):
@@ -391,14 +400,17 @@ class LocalDirectoryStore:
         except IsADirectoryError:
             raise NotFound(f"offer {self.name}: no object {key} (it is a key prefix)") from None
 
-    def stat(self, key: str) -> StoredBlob | None:
-        """Size and recorded SHA-256 of ``key``, or ``None`` if absent.
+    def stat(self, key: str, *, version_id: str | None = None) -> StoredBlob | None:
+        """Size and recorded SHA-256 of ``key``, or ``None`` if absent (and for any
+        ``version_id``: this offer has no versions).
 
         The digest is the one recorded when the object was accepted (the sidecar); it is
         recomputed from the bytes only if the sidecar is missing. To verify the bytes, read
         them with :meth:`open`.
         """
         target = self._object_path(key)
+        if version_id is not None:
+            return None
         try:
             info = target.stat()
         except (FileNotFoundError, NotADirectoryError):
@@ -410,6 +422,12 @@ class LocalDirectoryStore:
             _logger.warning("storage.local.digest_missing", extra={"offer": self.name, "key": key})
             digest = self.compute_sha256(key)
         return StoredBlob(offer=self.name, key=key, size=info.st_size, sha256=digest)
+
+    def _no_version(self, key: str, version_id: str) -> None:
+        validate_key(key)
+        raise NotFound(
+            f"offer {self.name}: no version {version_id} of {key} (a directory keeps no versions)"
+        )
 
     def _read_digest(self, key: str) -> str | None:
         try:

@@ -18,10 +18,17 @@ refuses one.
 write (1) lists the key's versions and refuses an existing key, (2) PUTs with
 ``If-None-Match: *`` (honoured by AWS and recent servers: 412 is ``Conflict``), then (3) lists
 the versions again: the key's *first* version is the object, a writer whose version is not the
-first deletes its own (unlocked) version and raises ``Conflict``. ``stat`` and ``open`` always
-read the first version, so a losing writer's bytes are never served, even before it removed
-them. A writer that crashed between (2) and its clean-up leaves an extra unlocked version that
-``delete`` or an audit removes; the object itself is unaffected.
+first deletes its own (unlocked) version and raises ``Conflict``. ``stat`` and ``open`` without
+a version id read the first version, so a losing writer's bytes are never served, even before
+it removed them. A writer that crashed between (2) and its clean-up leaves an extra unlocked
+version that ``delete`` or an audit removes; the object itself is unaffected.
+
+**Reads pinned to the recorded version.** The database records the version id of every copy
+it verified; ``open(key, version_id=…)`` and ``stat(key, version_id=…)`` read exactly that
+version (an unknown one is ``NotFound``/``None``), and every read of a recorded copy passes it.
+That is what lets a repair replace a locked version whose bytes went bad: ``put_version`` adds
+a new version (no write-once check), the repair locks it and records its id, and the bad
+version stays in the bucket, still first, locked, recorded as superseded, and never read again.
 
 **Integrity.** Our own SHA-256 is the reference (Ceph Pacific ignores the flexible checksums
 ``x-amz-checksum-*``, so boto3 is told to send them only when required): it is computed from
@@ -602,19 +609,42 @@ class S3BlobStore:
         expected = _expected_sha256(sha256)
         with Path(path).open("rb") as fh:
             size = os.fstat(fh.fileno()).st_size
-            if size <= self.multipart_threshold:
-                digest, md5 = self._hash_file(fh)
-                if digest != expected:
-                    raise FingerprintMismatch(
-                        f"offer {self.name}: {key}: expected sha256 {expected}, received {digest}"
-                    )
-                fh.seek(0)
-                return self._write(
-                    key, expected, size, lambda meta: self._put_single(key, fh, size, md5, meta)
-                )
-            return self._write(
-                key, expected, size, lambda meta: self._put_multipart(key, fh, size, meta)
+            return self._write(key, expected, size, self._uploader(key, fh, size, expected))
+
+    def put_version(self, key: str, path: Path, *, sha256: str) -> StoredBlob:
+        """Upload ``path`` as a new version of ``key``, existing or not (``VersionedBlobStore``):
+        for a repair only. No write-once check: the key's other versions are kept, and its
+        first version stays what unpinned reads serve; the caller locks the new version and
+        records its id, which pinned reads then serve."""
+        _check_key(key)
+        expected = _expected_sha256(sha256)
+        self._ensure_ready()
+        meta = {META_SHA256: expected, META_WRITER: uuid.uuid4().hex}
+        with Path(path).open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            version_id: str = self._uploader(key, fh, size, expected, once=False)(meta)
+        _logger.info(
+            "storage.s3.new_version",
+            extra={"offer": self.name, "key": key, "size": size, "version_id": version_id},
+        )
+        return StoredBlob(
+            offer=self.name, key=key, size=size, sha256=expected, version_id=version_id
+        )
+
+    def _uploader(
+        self, key: str, fh: BinaryIO, size: int, expected: str, *, once: bool = True
+    ) -> Any:
+        """The upload of ``fh`` (single PUT or multipart), given its metadata; a single PUT's
+        file is hashed first and refused (``FingerprintMismatch``) before anything is sent."""
+        if size > self.multipart_threshold:
+            return lambda meta: self._put_multipart(key, fh, size, meta, once=once)
+        digest, md5 = self._hash_file(fh)
+        if digest != expected:
+            raise FingerprintMismatch(
+                f"offer {self.name}: {key}: expected sha256 {expected}, received {digest}"
             )
+        fh.seek(0)
+        return lambda meta: self._put_single(key, fh, size, md5, meta, once=once)
 
     def put_bytes(self, key: str, data: bytes) -> StoredBlob:
         _check_key(key)
@@ -678,8 +708,16 @@ class S3BlobStore:
             )
 
     def _put_single(
-        self, key: str, body: BinaryIO, size: int, md5: str, meta: dict[str, str]
+        self,
+        key: str,
+        body: BinaryIO,
+        size: int,
+        md5: str,
+        meta: dict[str, str],
+        *,
+        once: bool = True,
     ) -> str:
+        condition: dict[str, Any] = {"IfNoneMatch": "*"} if once else {}
         with self._translated("put", key):
             response = self._s3.put_object(
                 Bucket=self.bucket,
@@ -688,7 +726,7 @@ class S3BlobStore:
                 ContentLength=size,
                 ContentMD5=md5,
                 Metadata=meta,
-                IfNoneMatch="*",
+                **condition,
             )
         return self._version_of(key, response.get("VersionId"))
 
@@ -700,8 +738,11 @@ class S3BlobStore:
             )
         return version_id
 
-    def _put_multipart(self, key: str, fh: BinaryIO, size: int, meta: dict[str, str]) -> str:
+    def _put_multipart(
+        self, key: str, fh: BinaryIO, size: int, meta: dict[str, str], *, once: bool = True
+    ) -> str:
         part_size = max(self.part_size, math.ceil(size / MAX_PARTS))
+        condition: dict[str, Any] = {"IfNoneMatch": "*"} if once else {}
         with self._translated("start multipart upload of", key):
             upload_id = self._s3.create_multipart_upload(
                 Bucket=self.bucket, Key=key, Metadata=meta
@@ -746,7 +787,7 @@ class S3BlobStore:
                     Key=key,
                     UploadId=upload_id,
                     MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
-                    IfNoneMatch="*",
+                    **condition,
                 )
         except BaseException:
             self._abort_upload(key, upload_id)
@@ -766,13 +807,20 @@ class S3BlobStore:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def open(self, key: str) -> BinaryIO:
-        """A seekable, buffered stream of the object's (first) version; ``NotFound`` if absent."""
+    def open(self, key: str, *, version_id: str | None = None) -> BinaryIO:
+        """A seekable, buffered stream of ``version_id`` of ``key`` (by default its first
+        version: the object of the write-once key); ``NotFound`` if absent."""
         _check_key(key)
-        first = self._first_version(key)
-        if first is None:
-            raise NotFound(f"offer {self.name}: no object {key}")
-        raw = _ObjectReader(self, key, first["VersionId"], int(first.get("Size", 0)))
+        if version_id is not None:
+            with self._translated("open", key):
+                head = self._s3.head_object(Bucket=self.bucket, Key=key, VersionId=version_id)
+            size = int(head.get("ContentLength", 0))
+        else:
+            first = self._first_version(key)
+            if first is None:
+                raise NotFound(f"offer {self.name}: no object {key}")
+            version_id, size = first["VersionId"], int(first.get("Size", 0))
+        raw = _ObjectReader(self, key, version_id, size)
         return io.BufferedReader(raw, buffer_size=CHUNK_SIZE)
 
     def _get_range(self, key: str, version_id: str, start: int) -> Any:
@@ -781,23 +829,28 @@ class S3BlobStore:
                 Bucket=self.bucket, Key=key, VersionId=version_id, Range=f"bytes={start}-"
             )["Body"]
 
-    def stat(self, key: str) -> StoredBlob | None:
-        """Size, recorded SHA-256 and version id of ``key``, or ``None`` if absent.
+    def stat(self, key: str, *, version_id: str | None = None) -> StoredBlob | None:
+        """Size, recorded SHA-256 and version id of ``version_id`` of ``key`` (by default its
+        first version), or ``None`` if absent.
 
         The digest is the one stored with the object when it was accepted; it is recomputed
         from the bytes only for an object some other writer left without it.
         """
         _check_key(key)
-        first = self._first_version(key)
-        if first is None:
+        if version_id is None:
+            first = self._first_version(key)
+            if first is None:
+                return None
+            version_id = first["VersionId"]
+        try:
+            with self._translated("stat", key):
+                head = self._s3.head_object(Bucket=self.bucket, Key=key, VersionId=version_id)
+        except NotFound:
             return None
-        version_id = first["VersionId"]
-        with self._translated("stat", key):
-            head = self._s3.head_object(Bucket=self.bucket, Key=key, VersionId=version_id)
         digest = head.get("Metadata", {}).get(META_SHA256, "").lower()
         if len(digest) != 64 or not set(digest) <= _HEX:
             _logger.warning("storage.s3.digest_missing", extra={"offer": self.name, "key": key})
-            digest = self.compute_sha256(key)
+            digest = self.compute_sha256(key, version_id=version_id)
         return StoredBlob(
             offer=self.name,
             key=key,
@@ -806,9 +859,9 @@ class S3BlobStore:
             version_id=version_id,
         )
 
-    def compute_sha256(self, key: str) -> str:
-        """SHA-256 of the bytes stored under ``key``, read now, in chunks."""
-        with self.open(key) as stream:
+    def compute_sha256(self, key: str, *, version_id: str | None = None) -> str:
+        """SHA-256 of the bytes stored under ``key`` (that version), read now, in chunks."""
+        with self.open(key, version_id=version_id) as stream:
             return sha256_stream(stream, chunk_size=CHUNK_SIZE)[1]
 
     def iter_keys(self, prefix: str = "") -> Iterator[str]:

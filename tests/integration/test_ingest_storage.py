@@ -57,16 +57,16 @@ class CountingOffer:
     def put_bytes(self, key: str, data: bytes) -> StoredBlob:
         return self._store.put_bytes(key, data)
 
-    def open(self, key: str) -> BinaryIO:
+    def open(self, key: str, *, version_id: str | None = None) -> BinaryIO:
         self.opened += 1
         if self._corrupt:
             import io
 
             return io.BytesIO(b"not what was stored")
-        return self._store.open(key)
+        return self._store.open(key, version_id=version_id)
 
-    def stat(self, key: str) -> StoredBlob | None:
-        return self._store.stat(key)
+    def stat(self, key: str, *, version_id: str | None = None) -> StoredBlob | None:
+        return self._store.stat(key, version_id=version_id)
 
     def iter_keys(self, prefix: str = "") -> Any:
         return self._store.iter_keys(prefix)

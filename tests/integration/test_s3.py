@@ -42,7 +42,8 @@ from archive_service.errors import (
     NotFound,
     Unavailable,
 )
-from archive_service.ports import LockingBlobStore
+from archive_service.ports import LockingBlobStore, NullMetrics, VersionedBlobStore
+from archive_service.storage.instrumented import instrument
 from archive_service.storage.s3 import ObjectLocked, S3BlobStore, S3OfferConfig
 from tests.fixtures.dossier import make_large_file
 
@@ -428,6 +429,72 @@ def test_ranged_reads(store: S3BlobStore) -> None:
         assert stream.read(5) == data[:5]
         assert stream.read() == data[5:]
         assert stream.read(10) == b""
+
+
+# --- Versions ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [100, 6 * MiB], ids=["single-put", "multipart"])
+def test_reads_pinned_to_a_version_and_a_repair_version(
+    store: S3BlobStore, s3: Any, tmp_path: Path, size: int
+) -> None:
+    key = "t/pinned"
+    first = store.put_bytes(key, b"the first version")
+    second_bytes = os.urandom(size)
+    path = tmp_path / "second"
+    path.write_bytes(second_bytes)
+    with pytest.raises(Conflict):  # write-once stays: put_file refuses the key
+        store.put_file(key, path, sha256=_sha256(second_bytes))
+    with pytest.raises(FingerprintMismatch):
+        store.put_version(key, path, sha256=_sha256(b"other bytes"))
+    second = store.put_version(key, path, sha256=_sha256(second_bytes))
+    assert second.version_id not in (None, first.version_id)
+    assert (second.size, second.sha256) == (size, _sha256(second_bytes))
+    assert {v["VersionId"] for v in _versions(s3, store.bucket)["versions"]} == {
+        first.version_id,
+        second.version_id,
+    }
+
+    # Without a version id: the key's first version, as before.
+    with store.open(key) as stream:
+        assert stream.read() == b"the first version"
+    assert store.stat(key) == first
+    # Pinned: exactly that version, whichever it is.
+    with store.open(key, version_id=second.version_id) as stream:
+        assert stream.read() == second_bytes
+        stream.seek(size - 10)
+        assert stream.read() == second_bytes[-10:]
+    with store.open(key, version_id=first.version_id) as stream:
+        assert stream.read() == b"the first version"
+    assert store.stat(key, version_id=second.version_id) == second
+    assert store.compute_sha256(key, version_id=second.version_id) == _sha256(second_bytes)
+
+    # An unknown version, or a version of another key: absent.
+    for missing_key, version in ((key, "no-such-version"), ("t/other", first.version_id)):
+        with pytest.raises(NotFound):
+            store.open(missing_key, version_id=version)
+        assert store.stat(missing_key, version_id=version) is None
+
+
+def test_an_instrumented_offer_passes_the_version_and_counts_no_absent_one(
+    store: S3BlobStore,
+) -> None:
+    errors: list[tuple[str, str]] = []
+
+    class Recorder(NullMetrics):
+        def storage_error(self, offer: str, operation: str) -> None:
+            errors.append((offer, operation))
+
+    offer = instrument(store, Recorder())
+    assert isinstance(offer, VersionedBlobStore)
+    blob = store.put_bytes("t/i", b"instrumented")
+    with offer.open("t/i", version_id=blob.version_id) as stream:
+        assert stream.read() == b"instrumented"
+    assert offer.stat("t/i", version_id=blob.version_id) == blob
+    with pytest.raises(NotFound):
+        offer.open("t/i", version_id="no-such-version")
+    assert offer.stat("t/i", version_id="no-such-version") is None
+    assert errors == []
 
 
 # --- Unreachable server ----------------------------------------------------------------------

@@ -232,10 +232,10 @@ class BrokenOffer:
             raise Conflict("key exists")
         raise OSError("disk gone")
 
-    def open(self, key: str) -> Any:
+    def open(self, key: str, *, version_id: str | None = None) -> Any:
         raise NotFound("absent")
 
-    def stat(self, key: str) -> StoredBlob | None:
+    def stat(self, key: str, *, version_id: str | None = None) -> StoredBlob | None:
         return None
 
     def iter_keys(self, prefix: str = "") -> Iterator[str]:

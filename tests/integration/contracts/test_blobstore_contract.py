@@ -391,6 +391,17 @@ def test_local_stat_uses_the_recorded_digest_and_recomputes_without_it(
     assert local.stat("t/obj") is None
 
 
+def test_local_has_no_versions_so_any_version_id_is_absent(local: LocalDirectoryStore) -> None:
+    blob = local.put_bytes("t/obj", b"contenu")
+    assert blob.version_id is None
+    with local.open("t/obj", version_id=None) as stream:
+        assert stream.read() == b"contenu"
+    assert local.stat("t/obj", version_id=None) == blob
+    with pytest.raises(NotFound):
+        local.open("t/obj", version_id="some-version")
+    assert local.stat("t/obj", version_id="some-version") is None
+
+
 def test_local_refuses_dot_segments_and_prefix_collisions(local: LocalDirectoryStore) -> None:
     for key in (".tmp/x", "t/.sha256", ".hidden"):
         with pytest.raises(ValueError):
