@@ -4,16 +4,20 @@ and optionally repair through :class:`~archive_service.services.storage_admin.St
 
 **What is compared.** Every copy the database records (``stored_copies``) on the audited
 offers is read back whole, streaming, and hashed: SHA-256 always, SHA-512 too for archived
-objects (the database and the manifest carry both). For each package, its manifest is read
-once from an offer whose copy hashes to the digest recorded for it, and parsed: the
-``MessageDigest`` it declares for each ``BinaryDataObject`` (and our SHA-512 extension) is
-compared with the database's digests. Problems are structured values (:class:`Problem`:
-kind, offer, key, expected, found), spelt as the offline verifier spells its checks
-(``sha256:<hex>``):
+objects (the database and the manifest carry both). Each copy is read at the version the
+database recorded for it (on S3: a repair may have replaced a corrupt locked version by a
+new one; the bad one stays first in the bucket, recorded as superseded, and is never read
+again). For each package, its manifest is read once from an offer whose copy hashes to the
+digest recorded for it, and parsed: the ``MessageDigest`` it declares for each
+``BinaryDataObject`` (and our SHA-512 extension) is compared with the database's digests.
+Problems are structured values (:class:`Problem`: kind, offer, key, expected, found), spelt as
+the offline verifier spells its checks (``sha256:<hex>``):
 
-* ``missing`` — the offer does not hold the key (or holds no copy the database recorded);
+* ``missing`` — the offer does not hold the key (or not the version the database recorded);
 * ``corrupt`` — the bytes hash to another digest than the one recorded (and than the manifest's);
-* ``version_mismatch`` — the offer serves another version of the key than the recorded one;
+  on S3 the detail names the version read;
+* ``version_mismatch`` — the offer served another version of the key than the recorded one it
+  was asked for (a defensive check: reads are pinned to the recorded version);
 * ``manifest_mismatch`` — the database and the manifest disagree on an object's digest (one
   problem per object, offer ``None``). Copies whose bytes match the manifest are then *not*
   called corrupt; nothing is repaired automatically: the manifest is timestamped, the database
@@ -55,6 +59,7 @@ from archive_service.ports import (
     BlobStore,
     Caller,
     Clock,
+    CopyRecord,
     LogEvent,
     ObjectRecord,
     OfferAuditStatus,
@@ -62,6 +67,7 @@ from archive_service.ports import (
     Role,
     UnitOfWork,
 )
+from archive_service.services.recorded import recorded_versions
 from archive_service.services.storage_admin import StorageAdminService
 
 ProblemKind = Literal[
@@ -342,7 +348,7 @@ class AuditService:
         context = _PackageContext(
             package=package,
             objects={o.storage_key: o for o in objects if o.package_id == package.id},
-            manifest=self._manifest(package),
+            manifest=self._manifest(package, recorded),
         )
         problems: list[Problem] = []
         keys = list(dict.fromkeys(r.key for r in rows))
@@ -366,12 +372,18 @@ class AuditService:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _manifest(self, package: PackageRecord) -> dict[str, ParsedDataObject] | None:
-        """The package's manifest, parsed, from the first offer whose copy is the recorded one
-        (``None`` if no offer has it: its copies are reported missing or corrupt)."""
+    def _manifest(
+        self, package: PackageRecord, recorded: Sequence[CopyRecord]
+    ) -> dict[str, ParsedDataObject] | None:
+        """The package's manifest, parsed, from the first offer whose recorded copy (at its
+        recorded version) hashes to the recorded digest (``None`` if none does: its copies
+        are reported missing or corrupt)."""
+        versions = recorded_versions(recorded, package.manifest_key)
         for offer in self._offers:
+            if offer.name not in versions:
+                continue
             try:
-                with offer.open(package.manifest_key) as stream:
+                with offer.open(package.manifest_key, version_id=versions[offer.name]) as stream:
                     data = stream.read()
             except (ArchiveError, OSError):
                 continue
@@ -443,7 +455,7 @@ class AuditService:
         report: AuditReport,
     ) -> tuple[str, Problem | None]:
         obj = context.objects.get(row.key)
-        read = _read_copy(offer, row.key, with_sha512=obj is not None)
+        read = _read_copy(offer, row.key, with_sha512=obj is not None, version_id=row.version_id)
         report.bytes_read += read.size
         base = self._problem_base(context, row.key)
         if read.state == "missing":
@@ -478,7 +490,12 @@ class AuditService:
                 expected = fp("sha512", obj.sha512 if obj else None)
                 found = fp("sha512", read.sha512)
             return "corrupt", Problem(
-                kind="corrupt", offer=offer.name, expected=expected, found=found, **base
+                kind="corrupt",
+                offer=offer.name,
+                expected=expected,
+                found=found,
+                detail=f"version {row.version_id}" if row.version_id else "",
+                **base,
             )
         if row.version_id is not None and read.version_id != row.version_id:
             return "version_mismatch", Problem(
@@ -670,13 +687,17 @@ class AuditService:
             uow.commit()
 
 
-def _read_copy(offer: BlobStore, key: str, *, with_sha512: bool) -> _Read:
-    """Read one copy whole, hashing it as it streams (one reused buffer)."""
+def _read_copy(
+    offer: BlobStore, key: str, *, with_sha512: bool, version_id: str | None = None
+) -> _Read:
+    """Read one copy whole, hashing it as it streams (one reused buffer): ``version_id`` if
+    given (the recorded one), else the object of the key; the version ``stat`` found is the
+    one read."""
     try:
-        stat = offer.stat(key)
+        stat = offer.stat(key, version_id=version_id)
         if stat is None:
             return _Read("missing")
-        with offer.open(key) as stream:
+        with offer.open(key, version_id=stat.version_id) as stream:
             size, sha256, sha512 = hash_stream(stream, with_sha512=with_sha512)
     except NotFound:
         return _Read("missing")

@@ -818,11 +818,15 @@ class IngestService:
                     stored = offer.put_bytes(key, source)
             except Conflict:
                 pass
+        if stored is None:  # an earlier attempt's, or a concurrent writer's: the key's object
+            stored = offer.stat(key)
+        # The version read back is the version recorded (write-once: the key's first).
+        version_id = stored.version_id if stored else None
         started = perf_counter()
         if stored is not None and stored.read_back:
             size, found = stored.size, stored.sha256
         else:
-            with offer.open(key) as stream:
+            with offer.open(key, version_id=version_id) as stream:
                 size, found = sha256_stream(stream)
         reading = perf_counter() - started
         if found != sha256:
@@ -830,9 +834,7 @@ class IngestService:
             raise Unavailable(
                 f"offer {offer.name}: read-back of {key} gave sha256 {found}, expected {sha256}"
             )
-        if stored is None:
-            stored = offer.stat(key)
-        return size, stored.version_id if stored else None, reading
+        return size, version_id, reading
 
     def _commit_package(
         self,

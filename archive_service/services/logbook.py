@@ -880,6 +880,9 @@ def _changed_fields(entry: LogEntryRecord) -> str:
 
 
 def _read(offer: BlobStore, key: str) -> bytes | None:
+    """The bytes of ``key``'s object (on S3 its first version), not of a recorded version:
+    checkpoints are written once and never repaired, and their reads stay independent of the
+    database, which storage is the witness against."""
     try:
         stream = offer.open(key)
     except NotFound:

@@ -1,6 +1,9 @@
 """Retrieval use cases: archive units with their tree and objects, manifests, tokens,
 object content (first healthy offer, falling back to the next), and search.
 
+Blobs are read where the database recorded a copy of them, at the recorded version
+(services/recorded.py): after a repair on S3, that is not the key's first version.
+
 Every read is scoped to the caller's tenant: an id from another tenant is not found.
 
 Every read of a unit, a manifest, a token or content leaves one logbook entry (who, what,
@@ -17,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from archive_service.errors import ArchiveError, Forbidden, NotFound, Unavailable
+from archive_service.errors import ArchiveError, Forbidden, NotFound
 from archive_service.ports import (
     BlobStore,
     Caller,
@@ -30,6 +33,7 @@ from archive_service.ports import (
     UnitRecord,
 )
 from archive_service.services.access_log import OK, REFUSED, AccessLog
+from archive_service.services.recorded import open_recorded
 
 CONTENT_ROLES = frozenset({Role.ARCHIVIST, Role.ADMIN, Role.PLATFORM})
 
@@ -140,22 +144,24 @@ class RetrievalService:
         )
         return view
 
-    def _open_first(self, keys: Sequence[str]) -> tuple[BinaryIO, str]:
-        errors: list[str] = []
-        for offer in self._offers:
-            for key in keys:
-                try:
-                    return offer.open(key), offer.name
-                except ArchiveError as exc:
-                    errors.append(f"{offer.name}: {exc.message}")
-        raise Unavailable("no storage offer could serve the object: " + "; ".join(errors))
+    def _open_first(self, tenant_id: str, package_id: str, key: str) -> tuple[BinaryIO, str]:
+        """The first offer's recorded copy of ``key``, at its recorded version."""
+        with self._uow() as uow:
+            copies = uow.archive.copies_of_key(tenant_id, package_id, key)
+        return open_recorded(self._offers, copies, key)
 
     def _read_logged(
-        self, caller: Caller, event: str, unit_id: str, key: str, details: dict[str, Any]
+        self,
+        caller: Caller,
+        event: str,
+        unit_id: str,
+        package: PackageRecord,
+        key: str,
+        details: dict[str, Any],
     ) -> bytes:
         subject = {"subject_type": "archive_unit", "subject_id": unit_id}
         try:
-            stream, offer = self._open_first([key])
+            stream, offer = self._open_first(package.tenant_id, package.id, key)
             with stream:
                 data = stream.read()
         except ArchiveError as exc:
@@ -173,6 +179,7 @@ class RetrievalService:
             caller,
             "manifest.read",
             unit_id,
+            package,
             package.manifest_key,
             {"package_id": package.id, "sha256": package.manifest_sha256, "format": "xml"},
         )
@@ -185,6 +192,7 @@ class RetrievalService:
             caller,
             "timestamp.read",
             unit_id,
+            package,
             package.timestamp_key,
             {
                 "package_id": package.id,
@@ -221,7 +229,9 @@ class RetrievalService:
             )
             raise NotFound(f"no object {object_id}")
         try:
-            stream, offer = self._open_first([record.storage_key])
+            stream, offer = self._open_first(
+                record.tenant_id, record.package_id, record.storage_key
+            )
         except ArchiveError as exc:
             self._log.failed(
                 caller,

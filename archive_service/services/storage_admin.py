@@ -6,25 +6,31 @@ versioning and Object Lock), and counts the copies the database records on it.
 
 ``repair`` walks packages (one dossier's, or all of them). The copies a package should have
 are every key the database records for it (``stored_copies``, on any offer) on every
-configured offer, with the SHA-256 the database recorded. Each copy is read back; one that is
-missing, or whose bytes hash to another digest, is rewritten from an offer whose copy reads
-back with the right digest, verified, locked like the other copies on offers with Object Lock,
-recorded, and logged (``copy.repaired``). Healthy copies are never touched. Write-once rules:
+configured offer, with the SHA-256 the database recorded. Each copy is read back, at the
+version the database recorded for it on that offer (an offer with no record of the key: the
+key's object); one that is missing, or whose bytes hash to another digest, is rewritten from
+an offer whose copy reads back with the right digest (the source is read at the version just
+verified), read back, locked like the other copies on offers with Object Lock, recorded, and
+logged (``copy.repaired``). Healthy copies are never touched. Write-once rules:
 
-* a missing copy is simply put (the key is free on that offer);
-* a corrupt copy on an offer without Object Lock (a local directory) is removed, then
-  rewritten: the offer has no other way to replace it, and a healthy copy exists elsewhere;
-* a corrupt copy on an offer with Object Lock is left alone and reported: its version is the
-  object of a write-once key (reads serve the first version, the server refuses to delete a
-  locked one), so putting another version would not repair what is read.
+* a missing copy on an offer without versions, or of a key the offer never held, is simply
+  put (write-once: the key is free on that offer);
+* a corrupt copy on an offer without versions (a local directory) is removed, then rewritten:
+  the offer has no other way to replace it, and a healthy copy exists elsewhere;
+* on an offer with versions (S3), a recorded version that is missing or corrupt is replaced by
+  a *new version* of the key (``VersionedBlobStore.put_version``): the bad version is never
+  deleted (Object Lock would refuse it anyway) and stays the key's first version, but every
+  read of a recorded copy is pinned to the version the database records (services/recorded.py),
+  which is now the new one. The new version is locked in COMPLIANCE mode until the latest
+  retain-until date of the key's other versions found (the version it replaces, the copies on
+  other offers), at least the offer's configured minimum.
 
-Whenever a repair replaces the copy a row recorded (a missing version, corrupt bytes), the
-replaced version is recorded as superseded (``superseded_copies``: version id, expected and
-found digests, the version that replaced it); on S3 the new copy is a new version of the key
-and every older version stays in the bucket. A healthy copy whose version is not the one the
-database recorded (the recorded version was removed by the cluster's operator, and an older
-stray version of the key is now the object) is recorded with its version, the recorded one
-superseded (``version_mismatch``).
+Whenever a repair replaces a version (a recorded one missing or corrupt, or a corrupt one the
+database did not record), the replaced version is recorded as superseded
+(``superseded_copies``: version id, expected and found digests, why, the version that replaced
+it) and named in the ``copy.repaired`` entry (``superseded_version_id``). A healthy copy that
+the database recorded without a version id, or did not record at all, is recorded with the
+version read (``copy.recorded``).
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from archive_service.ports import (
     RetentionReader,
     SupersededRecord,
     UnitOfWork,
+    VersionedBlobStore,
 )
 
 CHUNK_SIZE = 1024 * 1024
@@ -185,8 +192,12 @@ class StorageAdminService:
             rows[(copy.offer, copy.key)] = copy
         outcomes: list[CopyOutcome] = []
         for key, want in expected.items():
-            found = {offer.name: self._read_back(offer, key, want.sha256) for offer in self._offers}
-            sources = [o for o in self._offers if found[o.name].state == "ok"]
+            found: dict[str, _Found] = {}
+            for offer in self._offers:
+                row = rows.get((offer.name, key))
+                found[offer.name] = self._read_back(
+                    offer, key, want.sha256, row.version_id if row else None
+                )
             for offer in self._offers:
                 state = found[offer.name]
                 if state.state == "ok":
@@ -195,27 +206,31 @@ class StorageAdminService:
                     )
                     continue
                 outcomes.append(
-                    self._repair_copy(
-                        package, offer, key, want, state, sources, rows.get((offer.name, key))
-                    )
+                    self._repair_copy(package, offer, key, want, found, rows.get((offer.name, key)))
                 )
         return outcomes
 
-    def _read_back(self, offer: BlobStore, key: str, sha256: str) -> _Found:
+    def _read_back(
+        self, offer: BlobStore, key: str, sha256: str, version_id: str | None = None
+    ) -> _Found:
+        """Read ``version_id`` of ``key`` (the recorded one; ``None``: the key's object)."""
+        absent = f"version {version_id} absent" if version_id else "absent"
         try:
-            stat = offer.stat(key)
+            stat = offer.stat(key, version_id=version_id)
             if stat is None:
-                return _Found("missing", "absent")
-            with offer.open(key) as stream:
+                return _Found("missing", absent)
+            with offer.open(key, version_id=stat.version_id) as stream:
                 size, digest = _hash_stream(stream)
         except NotFound:
-            return _Found("missing", "absent")
+            return _Found("missing", absent)
         except ArchiveError as exc:
             return _Found("unreachable", exc.message)
         except OSError as exc:
             return _Found("unreachable", f"{type(exc).__name__}: {exc}")
         if digest != sha256:
             detail = f"reads back sha256 {digest}, expected {sha256}"
+            if stat.version_id:
+                detail = f"version {stat.version_id} {detail}"
             return _Found("corrupt", detail, size, digest, stat.version_id)
         return _Found("ok", size=size, sha256=digest, version_id=stat.version_id)
 
@@ -236,11 +251,8 @@ class StorageAdminService:
             self._record(package, offer, key, want, found.size, found.version_id, row=row)
             detail = f"healthy version {found.version_id}, recorded {row.version_id}"
             return CopyOutcome(package.id, offer.name, key, "recorded", detail)
-        try:
-            stat = offer.stat(key)
-        except ArchiveError as exc:
-            return CopyOutcome(package.id, offer.name, key, "failed", exc.message)
-        self._record(package, offer, key, want, found.size, stat.version_id if stat else None)
+        # The version read and verified (the key's object, there being no record to pin to).
+        self._record(package, offer, key, want, found.size, found.version_id)
         return CopyOutcome(package.id, offer.name, key, "recorded", "healthy copy not in database")
 
     def _repair_copy(
@@ -249,31 +261,43 @@ class StorageAdminService:
         offer: BlobStore,
         key: str,
         want: _Expected,
-        found: _Found,
-        sources: Sequence[BlobStore],
+        states: dict[str, _Found],
         row: CopyRecord | None = None,
     ) -> CopyOutcome:
         def failed(detail: str) -> CopyOutcome:
             return CopyOutcome(package.id, offer.name, key, "failed", detail)
 
+        found = states[offer.name]
+        sources = [o for o in self._offers if states[o.name].state == "ok"]
         if found.state == "unreachable":
             return failed(f"offer unreachable: {found.detail}")
-        if found.state == "corrupt" and isinstance(offer, LockingBlobStore):
+        versioned = isinstance(offer, VersionedBlobStore)
+        if found.state == "corrupt" and isinstance(offer, LockingBlobStore) and not versioned:
             return failed(
-                f"{found.detail}; the offer is write-once with Object Lock: its version is "
-                "not replaced (operator action needed)"
+                f"{found.detail}; the offer is write-once with Object Lock and cannot add a "
+                "version: the copy is not replaced (operator action needed)"
             )
+        # A new version when a version is replaced (or the key may hold stray versions).
+        new_version = versioned and (row is not None or found.state == "corrupt")
         errors: list[str] = []
         for source in sources:
             try:
-                version_id = self._copy(source, offer, key, want.sha256, found)
+                version_id = self._copy(
+                    source,
+                    states[source.name].version_id,
+                    offer,
+                    key,
+                    want.sha256,
+                    found,
+                    new_version=new_version,
+                )
             except ArchiveError as exc:
                 errors.append(f"from {source.name}: {exc.message}")
                 continue
             except OSError as exc:
                 errors.append(f"from {source.name}: {type(exc).__name__}: {exc}")
                 continue
-            locked = self._lock_like_others(offer, key, version_id)
+            locked = self._lock_like_others(offer, key, version_id, states)
             self._record(
                 package, offer, key, want, None, version_id, source, found, locked, row=row
             )
@@ -284,13 +308,22 @@ class StorageAdminService:
         return failed(f"{found.state}; " + "; ".join(errors))
 
     def _copy(
-        self, source: BlobStore, target: BlobStore, key: str, sha256: str, found: _Found
+        self,
+        source: BlobStore,
+        source_version: str | None,
+        target: BlobStore,
+        key: str,
+        sha256: str,
+        found: _Found,
+        *,
+        new_version: bool = False,
     ) -> str | None:
-        """Copy ``key`` from ``source`` to ``target`` through a verified temporary file."""
+        """Copy ``source_version`` of ``key`` (the one verified) from ``source`` to ``target``
+        through a verified temporary file; on ``target`` as a new version if ``new_version``."""
         with tempfile.TemporaryDirectory(prefix="archive-repair-") as tmp:
             path = Path(tmp) / "blob"
             digest = hashlib.sha256()
-            with source.open(key) as stream, path.open("wb") as out:
+            with source.open(key, version_id=source_version) as stream, path.open("wb") as out:
                 for chunk in iter(lambda: stream.read(CHUNK_SIZE), b""):
                     digest.update(chunk)
                     out.write(chunk)
@@ -301,31 +334,36 @@ class StorageAdminService:
                     f"offer {source.name}: {key} changed while copied "
                     f"(sha256 {digest.hexdigest()}, expected {sha256})"
                 )
-            if found.state == "corrupt":
-                # Only on an offer without Object Lock (see the module docstring), and only
-                # now that a verified copy is in hand.
-                target.delete(key)
-            stored = target.put_file(key, path, sha256=sha256)
-        check = self._read_back(target, key, sha256)
+            if new_version and isinstance(target, VersionedBlobStore):
+                # The bad or lost version is kept; reads pinned to the new one serve it.
+                stored = target.put_version(key, path, sha256=sha256)
+            else:
+                if found.state == "corrupt":
+                    # Only on an offer without versions (see the module docstring), and only
+                    # now that a verified copy is in hand.
+                    target.delete(key)
+                stored = target.put_file(key, path, sha256=sha256)
+        check = self._read_back(target, key, sha256, stored.version_id)
         if check.state != "ok":
             raise IntegrityFailure(
                 f"offer {target.name}: {key} after the copy: {check.state} {check.detail}"
             )
         return stored.version_id
 
-    def _lock_like_others(self, offer: BlobStore, key: str, version_id: str | None) -> str:
-        """Lock the new version until the latest retain-until of the other locked copies."""
+    def _lock_like_others(
+        self, offer: BlobStore, key: str, version_id: str | None, states: dict[str, _Found]
+    ) -> str:
+        """Lock the new version until the latest retain-until of the key's other versions read
+        (on other offers, and the version it replaces on this one: the unit's retention)."""
         if not isinstance(offer, LockingBlobStore) or version_id is None:
             return ""
         until: datetime | None = None
         for other in self._offers:
-            if other is offer or not isinstance(other, RetentionReader):
+            other_version = states[other.name].version_id if other.name in states else None
+            if not isinstance(other, RetentionReader) or other_version in (None, version_id):
                 continue
             try:
-                stat = other.stat(key)
-                if stat is None or stat.version_id is None:
-                    continue
-                retention = other.retention(key, version_id=stat.version_id)
+                retention = other.retention(key, version_id=other_version)
             except ArchiveError:
                 continue
             if retention is not None and retention.retain_until is not None:
@@ -350,7 +388,7 @@ class StorageAdminService:
     ) -> None:
         now = self._clock.now()
         if size is None:
-            stat = offer.stat(key)
+            stat = offer.stat(key, version_id=version_id)
             size = stat.size if stat else 0
         with self._uow() as uow:
             uow.archive.upsert_copy(
@@ -366,27 +404,31 @@ class StorageAdminService:
                     version_id=version_id,
                 )
             )
-            if row is not None:
+            # The version replaced: the recorded one, or a corrupt one nobody recorded.
+            replaced = row.version_id if row is not None else found.version_id if found else None
+            if row is not None or replaced is not None:
                 uow.audit.add_superseded(
                     SupersededRecord(
                         tenant_id=package.tenant_id,
                         package_id=package.id,
                         offer=offer.name,
                         key=key,
-                        version_id=row.version_id,
-                        sha256=row.sha256,
+                        version_id=replaced,
+                        sha256=row.sha256 if row is not None else want.sha256,
                         found_sha256=found.sha256 if found is not None else None,
                         reason=found.state if found is not None else "version_mismatch",
                         superseded_by=version_id,
                         superseded_at=now,
                     )
                 )
-            details = {
+            details: dict[str, object] = {
                 "offer": offer.name,
                 "key": key,
                 "sha256": want.sha256,
                 "version_id": version_id,
             }
+            if replaced is not None:
+                details["superseded_version_id"] = replaced
             if source is not None and found is not None:
                 details.update(source=source.name, was=found.state)
                 if locked:

@@ -1,10 +1,11 @@
 """A private Ceph cluster for the tests that stop parts of it or act on it as its operator.
 
 The fault-matrix and repair tests stop a gateway, or remove an object version with
-``radosgw-admin`` behind the service's back. They never do that to the shared cluster other
-tests (and other people) use (``ARCHIVE_TEST_S3_ENDPOINT``, ``ARCHIVE_TEST_CEPH_DIR``): each
-test module starts one of its own with ``deploy/ceph/start-rgw.sh`` in a temporary directory,
-on free ports (mon and gateways), and stops it afterwards. Startup takes about 2 s.
+``radosgw-admin`` or flip a bit of its data with ``rados``, behind the service's back. They
+never do that to the shared cluster other tests (and other people) use
+(``ARCHIVE_TEST_S3_ENDPOINT``, ``ARCHIVE_TEST_CEPH_DIR``): each test module starts one of its
+own with ``deploy/ceph/start-rgw.sh`` in a temporary directory, on free ports (mon and
+gateways), and stops it afterwards. Startup takes about 2 s.
 
 Without ``radosgw`` these tests skip, and fail under CI (``.ci/run`` installs it).
 """
@@ -32,7 +33,9 @@ from tests.reference import in_ci
 REPO = Path(__file__).resolve().parents[2]
 START = REPO / "deploy/ceph/start-rgw.sh"
 STOP = REPO / "deploy/ceph/stop-rgw.sh"
-TOOLS = ("ceph-mon", "ceph-osd", "radosgw", "radosgw-admin", "curl")
+TOOLS = ("ceph-mon", "ceph-osd", "radosgw", "radosgw-admin", "rados", "curl")
+#: The pool where radosgw keeps object data (the zone's defaults).
+DATA_POOL = "default.rgw.buckets.data"
 
 
 def free_port() -> int:
@@ -84,6 +87,26 @@ class PrivateCeph:
             text=True,
         )
         return done.stdout
+
+    def rot(self, bucket: str, key: str, version_id: str, *, offset: int = 0) -> None:
+        """Bit rot under the gateway: flip one bit of the stored data of one version of a
+        small object (its RADOS head object, ``<marker>__:<version>_<key>``, rewritten with
+        ``rados``). Its version id, metadata and Object Lock are untouched; S3 serves the
+        flipped bytes."""
+
+        def rados(*args: str, data: bytes | None = None) -> bytes:
+            return subprocess.run(
+                ["rados", "-c", str(self.directory / "ceph.conf"), "-p", DATA_POOL, *args],
+                input=data,
+                capture_output=True,
+                check=True,
+            ).stdout
+
+        suffix = f"__:{version_id}_{key}"
+        [oid] = [o for o in rados("ls").decode().splitlines() if o.endswith(suffix)]
+        data = bytearray(rados("get", oid, "-"))
+        data[offset] ^= 0x01
+        rados("put", oid, "-", data=bytes(data))
 
 
 @contextmanager

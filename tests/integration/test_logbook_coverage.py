@@ -283,16 +283,17 @@ def test_a_storage_failure_before_the_first_byte_is_logged_failed(env: Env, tmp_
     obj = unit["objects"][0]
     _, archivist = who(env, "archivist")
 
-    class DownOffer:
-        name = "down"
-
-        def open(self, key: str) -> BinaryIO:
-            raise Unavailable("offer down for the test")
-
-        def stat(self, key: str) -> StoredBlob | None:
-            raise Unavailable("offer down for the test")
-
     retrieval = env.services.retrieval
+
+    class DownOffer:
+        name = retrieval._offers[0].name  # the database records copies there: it is read
+
+        def open(self, key: str, *, version_id: str | None = None) -> BinaryIO:
+            raise Unavailable("offer down for the test")
+
+        def stat(self, key: str, *, version_id: str | None = None) -> StoredBlob | None:
+            raise Unavailable("offer down for the test")
+
     retrieval._offers = (DownOffer(),)  # type: ignore[assignment]
     for path, event, subject in (
         (f"/v1/objects/{obj['id']}/content", "object.read", obj["id"]),
