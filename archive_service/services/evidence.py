@@ -53,7 +53,7 @@ from archive_service.core.logbook.checkpoint import parse_signed_note
 from archive_service.core.model import VerificationReport
 from archive_service.core.package_check import CHAIN_FILE, MANIFEST_FILE, TOKEN_FILE
 from archive_service.core.timestamp import token_info
-from archive_service.errors import ArchiveError, Forbidden, IntegrityFailure, NotFound, Unavailable
+from archive_service.errors import ArchiveError, Forbidden, IntegrityFailure, NotFound
 from archive_service.ports import (
     BlobStore,
     Caller,
@@ -69,6 +69,7 @@ from archive_service.ports import (
 )
 from archive_service.services.access_log import FAILED, OK, REFUSED, AccessLog
 from archive_service.services.logbook import LogbookService
+from archive_service.services.recorded import open_recorded
 
 EVIDENCE_ROLES = frozenset({Role.ARCHIVIST, Role.ADMIN, Role.AUDITOR})
 CHUNK = 1024 * 1024
@@ -225,8 +226,8 @@ class EvidenceService:
         with_objects: bool,
     ) -> EvidenceBundle:
         now = self._clock.now()
-        manifest = self._read(package.manifest_key)
-        token = self._read(package.timestamp_key)
+        manifest = self._read(package.tenant_id, package.id, package.manifest_key)
+        token = self._read(package.tenant_id, package.id, package.timestamp_key)
         chain = self._tsa.certificate_chain_pem()
         entries = self._logbook.lifecycle(caller, unit.id)
         _check_columns(entries)
@@ -343,22 +344,20 @@ class EvidenceService:
             raise IntegrityFailure(f"no checkpoint could be made of the log of {tenant_id}")
         return outcome.checkpoint
 
-    def _read(self, key: str) -> bytes:
-        stream = self._open(key)
-        with stream:
+    def _read(self, tenant_id: str, package_id: str, key: str) -> bytes:
+        with self._open(tenant_id, package_id, key) as stream:
             return stream.read()
 
-    def _open(self, key: str) -> BinaryIO:
-        errors = []
-        for offer in self._offers:
-            try:
-                return offer.open(key)
-            except ArchiveError as exc:
-                errors.append(f"{offer.name}: {exc.message}")
-        raise Unavailable(f"no storage offer could serve {key}: " + "; ".join(errors))
+    def _open(self, tenant_id: str, package_id: str, key: str) -> BinaryIO:
+        """The recorded version of ``key`` on the first offer that serves it (a copy repaired
+        on S3 is a newer version of the key than its first, bad one)."""
+        with self._uow() as uow:
+            copies = uow.archive.copies_of_key(tenant_id, package_id, key)
+        stream, _offer = open_recorded(self._offers, copies, key)
+        return stream
 
     def _open_object(self, record: ObjectRecord) -> BinaryIO:
-        return self._open(record.storage_key)
+        return self._open(record.tenant_id, record.package_id, record.storage_key)
 
 
 def _check_columns(entries: Sequence[LogEntryRecord]) -> None:

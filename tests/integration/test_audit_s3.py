@@ -18,6 +18,7 @@ from archive_service.db import tables as t
 from tests.integration.ceph_cluster import PrivateCeph
 from tests.integration.conftest import Env
 from tests.integration.test_audit import entries, ingest
+from tests.integration.test_evidence import archive_verify, fetch
 from tests.integration.test_storage_admin import repaired_entries, run
 from tests.integration.test_storage_repair_s3 import ceph, copies_of, env, versions
 
@@ -155,6 +156,12 @@ def test_bit_rot_in_a_locked_s3_version_is_repaired_as_a_new_version_the_bad_one
     assert r.status_code == 200, r.text
     assert hashlib.sha256(r.content).hexdigest() == sha
     assert entries(env, "object.read")[-1]["offer"] == "ceph-a"
+
+    # An evidence bundle with the objects ships the repaired version, and verifies offline.
+    bundle = tmp_path / "evidence.zip"
+    bundle.write_bytes(fetch(env, done["archive_unit_id"], with_objects="true"))
+    code, _report, text = archive_verify(bundle)
+    assert code == 0, text
 
     code, out = run(env.settings, monkeypatch, "audit", "--json")
     assert code == 0, out
