@@ -61,6 +61,20 @@ class UnsupportedMediaType(InvalidInput):
     title = "Unsupported media type"
 
 
+class UnsafeArchive(InvalidInput):
+    """A received zip is refused before anything is extracted (traversal, symlink, bomb…)."""
+
+    code = "unsafe-archive"
+    title = "Unsafe archive"
+
+
+class ArchiveTooLarge(PayloadTooLarge):
+    """A received zip declares or produces more entries or bytes than the limits allow."""
+
+    code = "archive-too-large"
+    title = "Archive too large"
+
+
 class SedaInvalid(ArchiveError):
     """A SEDA message does not validate against its schema or our profile."""
 
