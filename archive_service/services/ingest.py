@@ -781,6 +781,7 @@ class IngestService:
                 return now  # pending: the offer's configured minimum applies
             return max(now, datetime.combine(end, time.min, tzinfo=UTC))
 
+        jobs: list[tuple[LockingBlobStore, str, str, datetime]] = []
         for copy in copies:
             offer = lockers.get(copy.offer)
             if offer is None or copy.version_id is None:
@@ -790,7 +791,17 @@ class IngestService:
                 end = end_by_object.get(uri_to_object.get(uri, ""))
             else:
                 end = package_end
-            offer.lock(copy.key, version_id=copy.version_id, retain_until=until(end))
+            jobs.append((offer, copy.key, copy.version_id, until(end)))
+
+        def lock(job: tuple[LockingBlobStore, str, str, datetime]) -> None:
+            offer, key, version_id, retain_until = job
+            offer.lock(key, version_id=version_id, retain_until=retain_until)
+
+        # Each lock is a few round trips to its offer: run them side by side, like the writes.
+        # ``map`` re-raises the first failure; the transfer then waits and locks again (locking
+        # only ever extends, so a repeated lock is harmless).
+        with ThreadPoolExecutor(max_workers=STORE_WORKERS, thread_name_prefix="lock") as pool:
+            list(pool.map(lock, jobs))
 
     def _put(
         self, offer: BlobStore, key: str, source: Path | bytes, sha256: str, *, consume: bool
