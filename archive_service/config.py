@@ -64,6 +64,15 @@ class Settings(BaseSettings):
     """Largest single file accepted, in bytes."""
     max_files_per_transfer: int = 10_000
 
+    sip_max_zip_size: int = Field(default=8 * 1024**3, gt=0)
+    """Largest foreign SEDA transfer zip accepted (``POST /v1/transfers``, application/zip)."""
+    sip_max_entries: int = Field(default=10_000, gt=0)
+    """Most entries in a transfer zip."""
+    sip_max_total_size: int = Field(default=20 * 1024**3, gt=0)
+    """Most bytes a transfer zip may expand to, all entries together (declared and real)."""
+    sip_max_ratio: int = Field(default=200, gt=0)
+    """Highest compression ratio of an entry expanding to more than 1 MiB (bomb guard)."""
+
     archival_agency_identifier: str = "ARCHIVE-SERVICE"
     """Identifier of the archives service (SEDA ArchivalAgency) when a tenant has none."""
 

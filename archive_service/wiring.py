@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from archive_service.config import Settings
 from archive_service.core.retention import Referential
 from archive_service.core.seda.validate import SedaValidator
+from archive_service.core.zipsafe import ZipLimits
 from archive_service.db.migrate import upgrade
 from archive_service.db.uow import make_engine, uow_factory
 from archive_service.errors import ConfigurationError
@@ -34,6 +35,7 @@ from archive_service.services.evidence import EvidenceService
 from archive_service.services.ingest import PROCESS_JOB, IngestService
 from archive_service.services.logbook import LogbookService
 from archive_service.services.retrieval import RetrievalService
+from archive_service.services.sip_ingest import SipIngest
 from archive_service.services.storage_admin import StorageAdminService
 from archive_service.services.tenancy import TenancyService
 from archive_service.storage.instrumented import instrument
@@ -69,6 +71,7 @@ class Services:
     logbook: LogbookService
     audit: AuditService
     evidence: EvidenceService
+    sip: SipIngest
 
     def close(self) -> None:
         self.runner.shutdown()
@@ -227,6 +230,22 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         metrics=metrics,
     )
     runner.register(PROCESS_JOB, ingest.process)
+    sip = SipIngest(
+        ingest=ingest,
+        uow=uow,
+        staging=staging,
+        validator=validator,
+        formats=MagicSiegfriedIdentifier(),
+        clock=clock,
+        runner=runner,
+        limits=ZipLimits(
+            max_entries=settings.sip_max_entries,
+            max_entry_size=min(settings.max_file_size, settings.sip_max_total_size),
+            max_total_size=settings.sip_max_total_size,
+            max_ratio=settings.sip_max_ratio,
+        ),
+        seda_version=settings.seda_version,
+    )
     storage_admin = StorageAdminService(uow=uow, offers=offers, clock=clock)
     logbook = build_logbook(settings, uow, offers, tsa, clock)
     return Services(
@@ -260,6 +279,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
             logbook=logbook,
             auditor_objects=settings.evidence_auditor_objects,
         ),
+        sip=sip,
     )
 
 

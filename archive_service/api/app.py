@@ -21,11 +21,12 @@ from archive_service.api.evidence import router as evidence_router
 from archive_service.api.health import ArchiveCollector, readiness
 from archive_service.api.logbook import router as logbook_router
 from archive_service.api.requests import RequestContext
-from archive_service.api.upload import read_transfer
+from archive_service.api.upload import is_zip, read_transfer, read_zip
 from archive_service.api.views import transfer_json, unit_json, unit_summary_json
 from archive_service.config import Settings
 from archive_service.errors import ArchiveError, InvalidInput, Issue
-from archive_service.ports import SearchQuery, timed
+from archive_service.ports import Caller, SearchQuery, timed
+from archive_service.services.ingest import RegisterOutcome
 from archive_service.wiring import Services, build_services, periodic_jobs, resume_unfinished
 
 STREAM_CHUNK = 1024 * 1024
@@ -95,6 +96,8 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     async def create_transfer(
         request: Request, caller: CallerDep, services: ServicesDep
     ) -> JSONResponse:
+        if is_zip(request.headers.get("content-type")):
+            return await _create_sip_transfer(request, caller, services)
         upload = await anyio.to_thread.run_sync(services.staging.new_upload)
         try:
             with timed(services.metrics, "receive"):
@@ -107,6 +110,34 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         outcome = await anyio.to_thread.run_sync(
             services.ingest.register, caller, metadata, upload.name, list(upload.files)
         )
+        return _registered(outcome)
+
+    async def _create_sip_transfer(
+        request: Request, caller: Caller, services: Services
+    ) -> JSONResponse:
+        """A foreign SEDA transfer zip (``services/sip_ingest.py``)."""
+        upload = await anyio.to_thread.run_sync(services.staging.new_upload)
+        try:
+            with timed(services.metrics, "receive"):
+                staged = await read_zip(
+                    request.stream(),
+                    upload,
+                    max_size=services.settings.sip_max_zip_size,
+                    declared=request.headers.get("content-length"),
+                )
+        except BaseException:
+            upload.discard()
+            raise
+        outcome = await anyio.to_thread.run_sync(
+            services.sip.register,
+            caller,
+            upload.name,
+            staged,
+            request.query_params.get("organization"),
+        )
+        return _registered(outcome)
+
+    def _registered(outcome: RegisterOutcome) -> JSONResponse:
         body = {
             "id": outcome.transfer.id,
             "status": outcome.transfer.status.value,

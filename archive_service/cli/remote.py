@@ -68,6 +68,12 @@ KeyOption = Annotated[
     str | None,
     typer.Option("--key", envvar="ARCHIVE_KEY", help="API key (Bearer token).", show_default=False),
 ]
+WaitOption = Annotated[
+    bool, typer.Option("--wait/--no-wait", help="Wait for the verdict (accepted/rejected).")
+]
+TimeoutOption = Annotated[
+    float, typer.Option("--timeout", help="Seconds to wait for the verdict.", min=0)
+]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout, nothing else.")
 ]
@@ -530,12 +536,8 @@ def ingest(
             "--metadata", "-m", help="Metadata JSON file of the dossier.", show_default=False
         ),
     ],
-    wait: Annotated[
-        bool, typer.Option("--wait/--no-wait", help="Wait for the verdict (accepted/rejected).")
-    ] = True,
-    timeout: Annotated[
-        float, typer.Option("--timeout", help="Seconds to wait for the verdict.", min=0)
-    ] = 600.0,
+    wait: WaitOption = True,
+    timeout: TimeoutOption = 600.0,
     url: UrlOption = DEFAULT_URL,
     key: KeyOption = None,
     json_output: JsonOption = False,
@@ -592,18 +594,32 @@ def _ingest(
     api = Api(url, key, timeout=httpx.Timeout(300.0, connect=10.0))
     try:
         transfer, replay = _upload(api, parts, output)
-        if replay:
-            output.err.print(
-                f"Message {escape(str(transfer.get('message_identifier')))} was already "
-                f"received: transfer {escape(str(transfer.get('id')))} (replay: no second package)"
-            )
-        if wait and transfer.get("status") not in FINAL_STATUSES:
-            transfer = _wait(api, str(transfer["id"]), timeout, output)
-        elif wait:
-            transfer = api.json(f"/v1/transfers/{transfer['id']}")
+        transfer = _follow(api, transfer, replay, wait=wait, timeout=timeout, output=output)
     finally:
         api.close()
     return _report_transfer(transfer, output)
+
+
+def _follow(
+    api: Api,
+    transfer: dict[str, Any],
+    replay: bool,
+    *,
+    wait: bool,
+    timeout: float,
+    output: Output,
+) -> dict[str, Any]:
+    """Say so on a replay; with ``wait``, poll the transfer until its verdict."""
+    if replay:
+        output.err.print(
+            f"Message {escape(str(transfer.get('message_identifier')))} was already "
+            f"received: transfer {escape(str(transfer.get('id')))} (replay: no second package)"
+        )
+    if wait and transfer.get("status") not in FINAL_STATUSES:
+        transfer = _wait(api, str(transfer["id"]), timeout, output)
+    elif wait:
+        transfer = api.json(f"/v1/transfers/{transfer['id']}")
+    return transfer
 
 
 def _upload(api: Api, parts: list[Part], output: Output) -> tuple[dict[str, Any], bool]:
@@ -890,7 +906,89 @@ def _compare(obj: RemoteObject, size: int, sha256: str, sha512: str) -> dict[str
     return None
 
 
+def ingest_sip(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="SEDA 2.2/2.3 transfer zip (manifest.xml + files).", show_default=False
+        ),
+    ],
+    organization: Annotated[
+        str | None,
+        typer.Option(
+            "--organization",
+            help="SIRET of the organization the transfer is for, when the manifest's "
+            "OriginatingAgencyIdentifier is not one.",
+            show_default=False,
+        ),
+    ] = None,
+    wait: WaitOption = True,
+    timeout: TimeoutOption = 600.0,
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Transfer a foreign SEDA transfer zip (ReSIP, Pastell, Vitam), then wait for the verdict."""
+    output = Output(json_output)
+    try:
+        code = _ingest_sip(output, file, organization, wait=wait, timeout=timeout, url=url, key=key)
+    except CliFailure as failure:
+        output.fail(failure)
+    raise typer.Exit(code)
+
+
+def _ingest_sip(
+    output: Output,
+    file: Path,
+    organization: str | None,
+    *,
+    wait: bool,
+    timeout: float,
+    url: str,
+    key: str | None,
+) -> int:
+    if file.is_symlink() or not file.is_file():
+        raise CliFailure(EXIT_USAGE, f"{file} is not a regular file")
+    size = file.stat().st_size
+    api = Api(url, key, timeout=httpx.Timeout(300.0, connect=10.0))
+    try:
+        with output.progress() as progress, file.open("rb") as handle:
+            task = progress.add_task(f"Upload {escape(file.name)}", total=size)
+
+            def chunks() -> Iterator[bytes]:
+                while block := handle.read(1024 * 1024):
+                    progress.advance(task, len(block))
+                    yield block
+
+            response = api.request(
+                "POST",
+                "/v1/transfers",
+                content=chunks(),
+                params={"organization": organization} if organization else None,
+                headers={"Content-Type": "application/zip", "Content-Length": str(size)},
+            )
+        try:
+            transfer = response.json()
+        except ValueError as exc:
+            raise CliFailure(
+                EXIT_UNAVAILABLE, "POST /v1/transfers: the server sent no JSON"
+            ) from exc
+        if not isinstance(transfer, dict) or "id" not in transfer:
+            raise CliFailure(EXIT_UNAVAILABLE, "POST /v1/transfers: no transfer id in the answer")
+        if not output.json_mode:
+            output.say(f"Transfer {escape(str(transfer['id']))} received")
+        transfer = _follow(
+            api, transfer, response.status_code == 200, wait=wait, timeout=timeout, output=output
+        )
+    except OSError as exc:
+        raise CliFailure(EXIT_USAGE, f"cannot read {file}: {exc}") from exc
+    finally:
+        api.close()
+    return _report_transfer(transfer, output)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``ingest`` and ``get`` to the CLI."""
+    """Add ``ingest``, ``ingest-sip`` and ``get`` to the CLI."""
     app.command("ingest")(ingest)
+    app.command("ingest-sip")(ingest_sip)
     app.command("get")(get)

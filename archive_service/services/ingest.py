@@ -98,6 +98,11 @@ from archive_service.ports import (
 from archive_service.services.access_log import AccessLog
 
 PROCESS_JOB = "process_transfer"
+#: One blob to store: (kind, key, source, sha256 hex); ``kind`` is "object", "manifest"…
+Blob = tuple[str, str, Path | bytes, str]
+#: Archives a registered transfer of another kind (``metadata["kind"]``), e.g. a foreign SEDA
+#: transfer (``services/sip_ingest.py``): called with the transfer and the archival agency.
+Archiver = Callable[[TransferRecord, str], None]
 _logger = logging.getLogger(__name__)
 #: Blobs written to one offer at once (see step 4 of ``_archive``).
 STORE_WORKERS = 4
@@ -209,6 +214,42 @@ def _date_or_none(value: object) -> date | None:
     return None
 
 
+def replayed(
+    uow: UnitOfWork, caller: Caller, message_identifier: str, digest: str, *, where: str
+) -> RegisterOutcome | None:
+    """The (client, message identifier) rule: the first transfer again for the same content;
+    ``Conflict`` for other content; ``None`` for a new identifier."""
+    previous = uow.transfers.by_message(caller.client_id, message_identifier)
+    if previous is None:
+        return None
+    if previous.content_digest == digest:
+        return RegisterOutcome(previous, replayed=True)
+    raise Conflict(
+        f"message identifier {message_identifier!r} was already used with different content",
+        issues=[
+            Issue("message-identifier-reused", f"already used by transfer {previous.id}", where)
+        ],
+    )
+
+
+def record_rejection(
+    uow: UnitOfWork, transfer: TransferRecord, reasons: list[dict[str, str]], *, at: datetime
+) -> None:
+    """Mark ``transfer`` rejected with ``reasons`` and log it (in the caller's transaction)."""
+    uow.transfers.update_status(transfer.id, TransferStatus.REJECTED, at=at, reasons=reasons)
+    uow.logbook.append(
+        LogEvent(
+            tenant_id=transfer.tenant_id,
+            at=at,
+            event_type="transfer.rejected",
+            outcome="KO",
+            subject_type="transfer",
+            subject_id=transfer.id,
+            details={"reasons": reasons},
+        )
+    )
+
+
 class IngestService:
     def __init__(
         self,
@@ -243,6 +284,11 @@ class IngestService:
         self._decp_validator = decp_validator
         self._lease = timedelta(seconds=lease_seconds)
         self._metrics = metrics or NullMetrics()
+        self._archivers: dict[str, Archiver] = {}
+
+    def add_archiver(self, kind: str, archiver: Archiver) -> None:
+        """Let ``archiver`` process the transfers whose ``metadata["kind"]`` is ``kind``."""
+        self._archivers[kind] = archiver
 
     # -- step 1: receive -------------------------------------------------------------------
 
@@ -348,21 +394,11 @@ class IngestService:
                     f"client {caller.name!r} may not transfer for organization {meta.organization}",
                     issues=[Issue("organization-not-allowed", "organization", "/organization")],
                 )
-            previous = uow.transfers.by_message(caller.client_id, meta.message_identifier)
-            if previous is not None:
-                if previous.content_digest == digest:
-                    return RegisterOutcome(previous, replayed=True)
-                raise Conflict(
-                    f"message identifier {meta.message_identifier!r} was already used "
-                    "with different content",
-                    issues=[
-                        Issue(
-                            "message-identifier-reused",
-                            f"already used by transfer {previous.id}",
-                            "/message_identifier",
-                        )
-                    ],
-                )
+            replay = replayed(
+                uow, caller, meta.message_identifier, digest, where="/message_identifier"
+            )
+            if replay is not None:
+                return replay
             transfer = TransferRecord(
                 id=new_id("tr", now),
                 tenant_id=caller.tenant_id,
@@ -577,20 +613,7 @@ class IngestService:
         reasons = [i.as_dict() for i in exc.issues] or [{"code": exc.code, "message": exc.message}]
         now = self._clock.now()
         with self._uow() as uow:
-            uow.transfers.update_status(
-                transfer.id, TransferStatus.REJECTED, at=now, reasons=reasons
-            )
-            uow.logbook.append(
-                LogEvent(
-                    tenant_id=transfer.tenant_id,
-                    at=now,
-                    event_type="transfer.rejected",
-                    outcome="KO",
-                    subject_type="transfer",
-                    subject_id=transfer.id,
-                    details={"reasons": reasons},
-                )
-            )
+            record_rejection(uow, transfer, reasons, at=now)
             uow.commit()
         self._staging.discard(transfer.staging_dir)
 
@@ -607,6 +630,10 @@ class IngestService:
                     continue
 
     def _archive(self, transfer: TransferRecord, agency: str) -> None:
+        archiver = self._archivers.get(str(transfer.metadata.get("kind", "")))
+        if archiver is not None:
+            archiver(transfer, agency)
+            return
         meta, _ = with_decp_record(parse_metadata(transfer.metadata, decp_validator=None))
         # The manifest is dated by the transfer's arrival and its unit ids derive from the
         # transfer id, so a job that runs again rebuilds the same bytes and finds its own
@@ -671,26 +698,51 @@ class IngestService:
 
         # 3. RFC 3161 token over SHA-256 of the manifest bytes, verified before we rely on it.
         #    A token an earlier attempt stored for these very bytes is kept, not replaced.
-        with timed(self._metrics, "timestamp"):
-            chain = self._tsa.certificate_chain_pem()
-            token = self._stored_token(f"{prefix}/manifest.tsr", manifest_sha256, chain)
-            if token is None:
-                token = self._tsa.timestamp(manifest_sha256, hash_algorithm="sha256")
-            info = verify_timestamp(token, digest=manifest_sha256, chain_pem=chain)
+        token, gen_time = self.timestamp_manifest(prefix, manifest_sha256)
 
         # 4. Every blob to every offer under write-once keys, then read back and compare. The
         #    last offer may adopt the staged files rather than copy them (the staging area
         #    never writes to them again); earlier offers, done before it, still read them.
         #    Blobs go to an offer a few at a time: each write mostly waits for its fsyncs,
         #    and concurrent fsyncs share the file system's journal commits.
-        blobs: list[tuple[str, str, Path | bytes, str]] = []
+        blobs: list[Blob] = []
         for entry, path in zip(meta.files, staged, strict=True):
             obj = objects[entry.path]
             blobs.append(("object", f"{prefix}/{obj.uri}", path, obj.fingerprints.sha256.digest))
-        blobs.append(("manifest", f"{prefix}/manifest.xml", manifest, manifest_sha256.hex()))
-        blobs.append(
-            ("timestamp", f"{prefix}/manifest.tsr", token, hashlib.sha256(token).hexdigest())
-        )
+        copies = self.store_blobs(transfer, prefix, blobs, manifest, token)
+
+        # 5. Lock every copy on offers with Object Lock (retention until the end of the DUA,
+        #    or the offer's minimum while the start event is pending), then the commit point:
+        #    the package exists once this transaction commits.
+        self._lock_copies(copies, root, objects)
+        with timed(self._metrics, "commit"):
+            self._commit_package(transfer, meta, root, objects, manifest, token, gen_time, copies)
+
+    def timestamp_manifest(self, prefix: str, manifest_sha256: bytes) -> tuple[bytes, datetime]:
+        """RFC 3161 token over SHA-256 of the manifest, verified before we rely on it; a token
+        an earlier attempt stored for these very bytes is kept, not replaced."""
+        with timed(self._metrics, "timestamp"):
+            chain = self._tsa.certificate_chain_pem()
+            token = self._stored_token(f"{prefix}/manifest.tsr", manifest_sha256, chain)
+            if token is None:
+                token = self._tsa.timestamp(manifest_sha256, hash_algorithm="sha256")
+            info = verify_timestamp(token, digest=manifest_sha256, chain_pem=chain)
+        return token, info.gen_time
+
+    def store_blobs(
+        self,
+        transfer: TransferRecord,
+        prefix: str,
+        blobs: list[Blob],
+        manifest: bytes,
+        token: bytes,
+    ) -> list[CopyRecord]:
+        """Write the objects ``blobs``, then the manifest and its token, to every offer."""
+        blobs = [
+            *blobs,
+            ("manifest", f"{prefix}/manifest.xml", manifest, hashlib.sha256(manifest).hexdigest()),
+            ("timestamp", f"{prefix}/manifest.tsr", token, hashlib.sha256(token).hexdigest()),
+        ]
         keys = [key for _, key, _, _ in blobs]
         sources = [source for _, _, source, _ in blobs]
         digests = [sha for _, _, _, sha in blobs]
@@ -721,14 +773,15 @@ class IngestService:
                 self._metrics.observe_stage("store", perf_counter() - started)
                 self._metrics.observe_stage("read_back", read_back)
 
-        # 5. Lock every copy on offers with Object Lock (retention until the end of the DUA,
-        #    or the offer's minimum while the start event is pending), then the commit point:
-        #    the package exists once this transaction commits.
-        self._lock_copies(copies, root, objects)
-        with timed(self._metrics, "commit"):
-            self._commit_package(
-                transfer, meta, root, objects, manifest, token, info.gen_time, copies
-            )
+        return copies
+
+    def stage_timer(self, stage: str) -> Any:
+        """Report the duration of one of ``STAGES`` to the metrics (a context manager)."""
+        return timed(self._metrics, stage)
+
+    def lock_copies(self, copies: Sequence[CopyRecord]) -> None:
+        """Lock ``copies`` for the offers' minimum retention (no rule this service can date)."""
+        self._lock_copies(copies, None, {})
 
     def _stored_token(self, key: str, digest: bytes, chain: bytes) -> bytes | None:
         for offer in self._offers:
@@ -744,9 +797,13 @@ class IngestService:
         return None
 
     def _lock_copies(
-        self, copies: Sequence[CopyRecord], root: ArchiveUnitNode, objects: dict[str, DataObject]
+        self,
+        copies: Sequence[CopyRecord],
+        root: ArchiveUnitNode | None,
+        objects: dict[str, DataObject],
     ) -> None:
-        """Apply COMPLIANCE retention to every copy on a locking offer (only ever extends)."""
+        """Apply COMPLIANCE retention to every copy on a locking offer (only ever extends).
+        Without ``root`` (no rule we can date) every copy gets the offer's minimum."""
         lockers = {o.name: o for o in self._offers if isinstance(o, LockingBlobStore)}
         if not lockers:
             return
@@ -757,7 +814,7 @@ class IngestService:
         self,
         lockers: dict[str, LockingBlobStore],
         copies: Sequence[CopyRecord],
-        root: ArchiveUnitNode,
+        root: ArchiveUnitNode | None,
         objects: dict[str, DataObject],
     ) -> None:
         now = self._clock.now()
@@ -772,7 +829,8 @@ class IngestService:
             for child in node.children:
                 visit(child, end)
 
-        visit(root, None)
+        if root is not None:
+            visit(root, None)
         uri_to_object = {o.uri: o.id for o in objects.values()}
         package_end = max(end_by_object.values(), default=None)
 
@@ -926,6 +984,42 @@ class IngestService:
             )
             for o in objects.values()
         ]
+        self.commit_records(
+            transfer,
+            root_id=root.id,
+            seda_version=self._seda_version,
+            manifest=manifest,
+            token=token,
+            gen_time=gen_time,
+            copies=copies,
+            units=units,
+            objects=object_records,
+            index_body=" ".join(
+                filter(None, [meta.description, str(decp.get("objet") or ""), cpv or ""])
+            ),
+            index_keywords=" ".join(
+                [k.content for k in root.description.keywords] + [u.title for u in units[1:]]
+            ),
+        )
+
+    def commit_records(
+        self,
+        transfer: TransferRecord,
+        *,
+        root_id: str,
+        seda_version: str,
+        manifest: bytes,
+        token: bytes,
+        gen_time: datetime,
+        copies: list[CopyRecord],
+        units: list[UnitRecord],
+        objects: list[ObjectRecord],
+        index_body: str,
+        index_keywords: str,
+    ) -> None:
+        """The commit point: package, units, objects, copies, logbook and index at once."""
+        now = self._clock.now()
+        prefix = storage_prefix(transfer.tenant_id, transfer.package_id)
         with self._uow() as uow:
             current = uow.transfers.get_any_tenant(transfer.id)
             if current is not None and current.status is TransferStatus.ACCEPTED:
@@ -935,8 +1029,8 @@ class IngestService:
                     id=transfer.package_id,
                     tenant_id=transfer.tenant_id,
                     transfer_id=transfer.id,
-                    root_unit_id=root.id,
-                    seda_version=self._seda_version,
+                    root_unit_id=root_id,
+                    seda_version=seda_version,
                     manifest_key=f"{prefix}/manifest.xml",
                     manifest_sha256=hashlib.sha256(manifest).hexdigest(),
                     manifest_size=len(manifest),
@@ -946,7 +1040,7 @@ class IngestService:
                 )
             )
             uow.archive.add_units(units)
-            uow.archive.add_objects(object_records)
+            uow.archive.add_objects(objects)
             uow.archive.add_copies(copies)
             for copy in copies:
                 uow.logbook.append(
@@ -982,22 +1076,12 @@ class IngestService:
                     event_type="transfer.accepted",
                     outcome="OK",
                     subject_type="archive_unit",
-                    subject_id=root.id,
+                    subject_id=root_id,
                     details={"transfer_id": transfer.id, "package_id": transfer.package_id},
                 )
             )
             uow.transfers.update_status(
-                transfer.id, TransferStatus.ACCEPTED, at=now, archive_unit_id=root.id
+                transfer.id, TransferStatus.ACCEPTED, at=now, archive_unit_id=root_id
             )
-            # Indexing rides in the same transaction on SQLite; it can be rebuilt any time.
-            root_record = units[0]
-            uow.search.index_unit(
-                root_record,
-                body=" ".join(
-                    filter(None, [meta.description, str(decp.get("objet") or ""), cpv or ""])
-                ),
-                keywords=" ".join(
-                    [k.content for k in root.description.keywords] + [u.title for u in units[1:]]
-                ),
-            )
+            uow.search.index_unit(units[0], body=index_body, keywords=index_keywords)
             uow.commit()
