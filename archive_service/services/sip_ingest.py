@@ -34,7 +34,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from lxml import etree
 
@@ -60,6 +59,7 @@ from archive_service.ports import (
     ObjectRecord,
     Role,
     StagedFile,
+    Staging,
     TaskRunner,
     TransferFileRecord,
     TransferRecord,
@@ -96,7 +96,7 @@ class SipIngest:
         *,
         ingest: IngestService,
         uow: Callable[[], UnitOfWork],
-        staging: Any,
+        staging: Staging,
         validator: SedaValidator,
         formats: FormatIdentifier,
         clock: Clock,
@@ -256,13 +256,7 @@ class SipIngest:
 
         def sink(obj: SipObject, chunks: Iterator[bytes]) -> None:
             record = by_entry[_object_path(obj)]
-            target = self._staging.path_of(transfer.staging_dir, record.staged_name)
-            part = target.with_name(target.name + ".part")
-            with part.open("wb") as fh:
-                for chunk in chunks:
-                    fh.write(chunk)
-            os.replace(part, target)
-            paths[obj.id] = target
+            paths[obj.id] = self._stage(transfer, record.staged_name, chunks)
 
         with zip_path.open("rb") as fh, open_sip(fh, self.limits) as reader:
             check = reader.check(self._validator)
@@ -280,8 +274,7 @@ class SipIngest:
             )
         records = {o.id: by_entry[_object_path(o)] for o in objects}
         sender = _sender_manifest(sip, transfer, now)
-        sender_path = self._staging.path_of(transfer.staging_dir, "sender-manifest.xml")
-        sender_path.write_bytes(sip.manifest)
+        sender_path = self._stage(transfer, "sender-manifest.xml", iter((sip.manifest,)))
 
         with ingest.stage_timer("manifest"):
             manifest, version = self._manifest(sip, transfer, now, records, sender)
@@ -358,6 +351,18 @@ class SipIngest:
                 ),
                 index_keywords=" ".join(u.title for u in units),
             )
+
+    def _stage(self, transfer: TransferRecord, name: str, chunks: Iterator[bytes]) -> Path:
+        """Write a staged file anew. A run that went before may have handed the old one to a
+        local offer (a read-only hard link to the archived inode): it is replaced, never
+        written through."""
+        target = self._staging.path_of(transfer.staging_dir, name)
+        part = target.with_name(target.name + ".part")
+        with part.open("wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+        os.replace(part, target)
+        return target
 
     def _manifest(
         self,

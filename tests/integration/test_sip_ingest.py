@@ -19,10 +19,12 @@ from typing import Any
 import pytest
 from lxml import etree
 
+from archive_service.ports import TransferStatus
 from tests.fixtures.dossier import BUYER_SIRET
-from tests.integration.conftest import OTHER_SIRET, Env
+from tests.integration.conftest import OTHER_SIRET, Env, stored_objects
 from tests.integration.test_cli_verify import LiveApi, live_api  # noqa: F401 (fixture)
 from tests.integration.test_ingest_bad_input import snapshot
+from tests.integration.test_ingest_resume import holdings
 from tests.reference import seda_examples_dir
 from tests.unit.test_seda_sip import oracle_valid
 from tests.unit.test_sip_zipsafe import MANIFEST, PDF, build_zip, manifest_for, sip_zip
@@ -105,6 +107,15 @@ def test_an_example_is_judged_as_the_xsd_judges_it(env: Env, path: Path) -> None
     got = env.http.get(received["content_url"], headers=env.auth())
     assert got.status_code == 200
     assert got.content == sent
+    # Every file of the zip is an object of the package, byte for byte.
+    with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+        files = {i.filename: i for i in archive.infolist() if not i.is_dir()}
+        by_path = {o["path"]: o for o in tree["objects"]}
+        assert set(files) == set(by_path)
+        for name, obj in by_path.items():
+            content = env.http.get(obj["content_url"], headers=env.auth())
+            assert content.content == archive.read(files[name]), name
+    assert snapshot(env)["staging"] == []
     # Titles of the sender's units are searchable.
     title = next((u.findtext("{*}Content/{*}Title") for u in theirs.values()), None)
     if title:
@@ -234,3 +245,38 @@ def test_the_cli_ingests_a_sip_against_a_live_server(
     refused = live_api.run("ingest-sip", hostile, "--organization", BUYER_SIRET)
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "zip-" in refused.stdout + refused.stderr
+
+
+def test_a_job_that_crashed_before_the_commit_reads_the_staged_zip_again(env: Env) -> None:
+    """The job takes the transfer id only: after a crash, the next run re-reads the staged zip,
+    re-extracts its files and completes with the bytes the first run stored."""
+    example = _example("WARNING_SIP_mail_Seda2.3.zip")
+    sip, ingest = env.services.sip, env.services.ingest
+    submitted: list[str] = []
+    runner = sip._runner
+    sip._runner = type("Hold", (), {"submit": lambda _s, _j, i: submitted.append(i)})()
+    try:
+        r = post_zip(env, example.read_bytes())
+        assert r.status_code == 202, r.text
+    finally:
+        sip._runner = runner
+    (transfer_id,) = submitted
+    real_commit = ingest.commit_records
+
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("power cut just before the commit")
+
+    ingest.commit_records = crash  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        ingest.process(transfer_id)
+    written = holdings(env)
+    assert any(key.endswith("/manifest.xml") for _offer, key in written)
+    ingest.commit_records = real_commit  # type: ignore[method-assign]
+    assert ingest.process(transfer_id) is TransferStatus.ACCEPTED
+    after = holdings(env)
+    for key, state in written.items():
+        assert after[key] == state, key
+    assert len(stored_objects(env.services)) == len(after)
+    body = env.http.get(f"/v1/transfers/{transfer_id}", headers=env.auth()).json()
+    assert body["status"] == "accepted"
+    assert snapshot(env)["staging"] == []
