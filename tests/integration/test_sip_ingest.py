@@ -280,3 +280,16 @@ def test_a_job_that_crashed_before_the_commit_reads_the_staged_zip_again(env: En
     body = env.http.get(f"/v1/transfers/{transfer_id}", headers=env.auth()).json()
     assert body["status"] == "accepted"
     assert snapshot(env)["staging"] == []
+
+
+def test_a_message_identifier_reused_with_another_zip_is_409(env: Env) -> None:
+    first = post_zip(env, sip_zip())
+    assert first.status_code == 202, first.text
+    assert env.wait(first.json()["id"])["status"] == "accepted"
+    before = snapshot(env)
+    other = post_zip(env, sip_zip(data=PDF + b"another version\n"))
+    assert other.status_code == 409, other.text
+    assert other.json()["issues"][0]["code"] == "message-identifier-reused"
+    refused = post_zip(env, sip_zip(), role="auditor")
+    assert refused.status_code == 403, refused.text
+    assert snapshot(env) == before
