@@ -116,6 +116,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         request: Request, caller: Caller, services: Services
     ) -> JSONResponse:
         """A foreign SEDA transfer zip (``services/sip_ingest.py``)."""
+        services.sip.authorize(caller)
         upload = await anyio.to_thread.run_sync(services.staging.new_upload)
         try:
             with timed(services.metrics, "receive"):

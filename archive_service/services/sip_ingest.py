@@ -117,6 +117,12 @@ class SipIngest:
 
     # -- receive --------------------------------------------------------------------------
 
+    @staticmethod
+    def authorize(caller: Caller) -> None:
+        """Refuse a caller who may not transfer, before its body is read."""
+        if caller.role not in TRANSFER_ROLES:
+            raise Forbidden(f"role {caller.role.value!r} may not transfer archives")
+
     def register(
         self, caller: Caller, staging_dir: str, zip_file: StagedFile, organization: str | None
     ) -> RegisterOutcome:
@@ -136,8 +142,7 @@ class SipIngest:
     def _register(
         self, caller: Caller, staging_dir: str, zip_file: StagedFile, organization: str | None
     ) -> RegisterOutcome:
-        if caller.role not in TRANSFER_ROLES:
-            raise Forbidden(f"role {caller.role.value!r} may not transfer archives")
+        self.authorize(caller)
         path = self._staging.path_of(staging_dir, zip_file.staged_name)
         with path.open("rb") as fh, open_sip(fh, self.limits) as reader:
             check = reader.check(self._validator)
