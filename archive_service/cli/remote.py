@@ -639,6 +639,11 @@ def _upload(api: Api, parts: list[Part], output: Output) -> tuple[dict[str, Any]
             )
         except FileChanged as exc:
             raise CliFailure(EXIT_USAGE, str(exc)) from exc
+    return _transfer_answer(response)
+
+
+def _transfer_answer(response: httpx.Response) -> tuple[dict[str, Any], bool]:
+    """The transfer ``POST /v1/transfers`` answered with, and whether it is a replay (200)."""
     try:
         transfer = response.json()
     except ValueError as exc:
@@ -967,19 +972,10 @@ def _ingest_sip(
                 params={"organization": organization} if organization else None,
                 headers={"Content-Type": "application/zip", "Content-Length": str(size)},
             )
-        try:
-            transfer = response.json()
-        except ValueError as exc:
-            raise CliFailure(
-                EXIT_UNAVAILABLE, "POST /v1/transfers: the server sent no JSON"
-            ) from exc
-        if not isinstance(transfer, dict) or "id" not in transfer:
-            raise CliFailure(EXIT_UNAVAILABLE, "POST /v1/transfers: no transfer id in the answer")
+        transfer, replay = _transfer_answer(response)
         if not output.json_mode:
             output.say(f"Transfer {escape(str(transfer['id']))} received")
-        transfer = _follow(
-            api, transfer, response.status_code == 200, wait=wait, timeout=timeout, output=output
-        )
+        transfer = _follow(api, transfer, replay, wait=wait, timeout=timeout, output=output)
     except OSError as exc:
         raise CliFailure(EXIT_USAGE, f"cannot read {file}: {exc}") from exc
     finally:
