@@ -6,7 +6,7 @@ exit codes. Entry points (api/errors.py, cli/main.py, tasks/) translate them at 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -31,10 +31,19 @@ class ArchiveError(Exception):
     code = "archive-error"
     title = "Archive error"
 
-    def __init__(self, message: str, *, issues: Sequence[Issue] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        issues: Sequence[Issue] = (),
+        extra: Mapping[str, object] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.issues: tuple[Issue, ...] = tuple(issues)
+        #: Machine-readable facts about the refusal (e.g. the access rule and its end date),
+        #: rendered as extension members of the HTTP problem and printed by the CLI.
+        self.extra: dict[str, object] = dict(extra or {})
 
 
 class InvalidInput(ArchiveError):
@@ -92,9 +101,24 @@ class Forbidden(ArchiveError):
     title = "Forbidden"
 
 
+class AccessRestricted(Forbidden):
+    """The unit exists and the caller may see it, but its AccessRule does not let the caller
+    read it yet (communicability): ``extra`` names the rule and the date it ends."""
+
+    code = "access-restricted"
+    title = "Not communicable yet"
+
+
 class NotFound(ArchiveError):
     code = "not-found"
     title = "Not found"
+
+
+class Gone(NotFound):
+    """It existed and was destroyed or transferred out, with a visa; ``extra`` says how."""
+
+    code = "gone"
+    title = "Gone"
 
 
 class Conflict(ArchiveError):

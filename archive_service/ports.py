@@ -319,6 +319,7 @@ class PackageRecord:
     timestamp_key: str
     timestamp_gen_time: datetime
     created_at: datetime
+    sequence: int = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -339,6 +340,9 @@ class UnitRecord:
     organization_siret: str | None = None
     cpv: str | None = None
     notification_date: date | None = None
+    status: str = "active"
+    appraisal_end: date | None = None
+    access_end: date | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

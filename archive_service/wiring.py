@@ -27,7 +27,7 @@ from archive_service.jobs.celery_runner import CeleryRunner
 from archive_service.jobs.inprocess import InProcessRunner
 from archive_service.jobs.periodic import PeriodicThread
 from archive_service.observability.prometheus import PrometheusMetrics
-from archive_service.ports import BlobStore, TimestampAuthority
+from archive_service.ports import BlobStore, Clock, TimestampAuthority
 from archive_service.search.postgres_fts import PostgresFtsIndex
 from archive_service.search.sqlite_fts import SqliteFtsIndex
 from archive_service.services.audit import AuditService
@@ -169,7 +169,7 @@ def build_logbook(
     uow: Any,
     offers: tuple[BlobStore, ...],
     tsa: TimestampAuthority,
-    clock: SystemClock,
+    clock: Clock,
 ) -> LogbookService:
     key = (
         load_signing_key(settings.logbook_signing_key)
@@ -195,10 +195,16 @@ def build_runner(settings: Settings) -> InProcessRunner | CeleryRunner:
     return InProcessRunner(workers=settings.inprocess_workers)
 
 
-def build_services(settings: Settings, *, migrate: bool = True) -> Services:
+def build_services(
+    settings: Settings, *, migrate: bool = True, clock: Clock | None = None
+) -> Services:
+    """Every service for ``settings``. ``clock``: the time the services go by (retention due
+    dates, communicability, records); tests pass one they can move years ahead. The TSA
+    keeps the system clock: a timestamp is the authority's time, never ours."""
     check_production(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    clock = SystemClock()
+    system_clock = SystemClock()
+    clock = clock or system_clock
     engine = make_engine(settings.resolved_database_url)
     if migrate:
         upgrade(engine)
@@ -213,7 +219,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     )
     runner = build_runner(settings)
     validator = SedaValidator(settings.seda_xsd_dir, PROFILE_DIR)
-    tsa = build_tsa(settings, clock)
+    tsa = build_tsa(settings, system_clock)
     ingest = IngestService(
         uow=uow,
         staging=staging,

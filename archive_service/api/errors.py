@@ -18,6 +18,7 @@ _STATUS: tuple[tuple[type[e.ArchiveError], int], ...] = (
     (e.SedaInvalid, 422),
     (e.NotAuthenticated, 401),
     (e.Forbidden, 403),
+    (e.Gone, 410),
     (e.NotFound, 404),
     (e.Conflict, 409),
     (e.Unavailable, 503),
@@ -35,9 +36,16 @@ def status_of(exc: e.ArchiveError) -> int:
 
 
 def problem(
-    status: int, title: str, detail: str, *, type_: str, issues: list[dict[str, str]] | None = None
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    type_: str,
+    issues: list[dict[str, str]] | None = None,
+    extra: dict[str, object] | None = None,
 ) -> JSONResponse:
     body: dict[str, object] = {
+        **(extra or {}),
         "type": f"urn:archive-service:problem:{type_}",
         "title": title,
         "status": status,
@@ -57,6 +65,7 @@ async def archive_error_handler(_request: Request, exc: Exception) -> JSONRespon
         exc.message,
         type_=exc.code,
         issues=[i.as_dict() for i in exc.issues],
+        extra=exc.extra,
     )
 
 

@@ -62,6 +62,8 @@ def fail(exc: ArchiveError) -> typer.Exit:
     for issue in exc.issues:
         where = f" [dim]({issue.location})[/]" if issue.location else ""
         err.print(f"  - {issue.code}: {issue.message}{where}")
+    for name, value in exc.extra.items():
+        err.print(f"  {name}: {value}")
     return typer.Exit(exit_code_for(exc))
 
 

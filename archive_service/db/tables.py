@@ -152,6 +152,9 @@ class Package(Base):
     transfer_id: Mapped[str] = mapped_column(ForeignKey("transfers.id"), unique=True)
     root_unit_id: Mapped[str] = mapped_column(String(40), index=True)
     seda_version: Mapped[str] = mapped_column(String(8))
+    sequence: Mapped[int] = mapped_column(Integer, default=1)
+    """The dossier version this package made: 1 for the transfer that created the dossier,
+    then 2, 3… for each later transfer that added to it (``root_unit_id`` is the dossier)."""
     manifest_key: Mapped[str] = mapped_column(String(400))
     manifest_sha256: Mapped[str] = mapped_column(String(64))
     manifest_size: Mapped[int] = mapped_column(BigInteger)
@@ -179,6 +182,14 @@ class ArchiveUnit(Base):
     organization_siret: Mapped[str | None] = mapped_column(String(14), nullable=True, index=True)
     cpv: Mapped[str | None] = mapped_column(String(12), nullable=True, index=True)
     notification_date: Mapped[date | None] = mapped_column(Date, nullable=True, index=True)
+    status: Mapped[str] = mapped_column(String(20), default="active", index=True)
+    """``active``; ``destroyed`` (disposal executed with a visa) or ``transferred`` (handed to
+    the definitive archives and purged): the row stays, its objects are gone (tombstone)."""
+    appraisal_end: Mapped[date | None] = mapped_column(Date, nullable=True, index=True)
+    """End of the DUA in force for this unit (its own rule or the inherited one); ``None``
+    while pending or suspended. Kept in step with ``appraisal`` by every recomputation."""
+    access_end: Mapped[date | None] = mapped_column(Date, nullable=True)
+    """When the unit becomes communicable; ``None`` if freely so or still pending."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
@@ -328,3 +339,94 @@ class Checkpoint(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     copies: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     """Where the note and token are stored: offer, keys and version ids."""
+
+
+class DossierEvent(Base):
+    """A dated event in a dossier's life (notification, réception, dispute opened…), as
+    recorded through the events API or carried by a transfer's metadata; append-only."""
+
+    __tablename__ = "dossier_events"
+    __table_args__ = (Index("ix_dossier_events_root", "tenant_id", "root_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    root_id: Mapped[str] = mapped_column(String(40))
+    event: Mapped[str] = mapped_column(String(40))
+    event_date: Mapped[date] = mapped_column(Date)
+    reference: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    source: Mapped[str] = mapped_column(String(20))
+    """``api``, ``cli`` or ``transfer`` (with ``transfer_id``)."""
+    transfer_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    recorded_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class RetentionReferential(Base):
+    """One version of a tenant's retention référentiel (rule set); the highest is in force."""
+
+    __tablename__ = "retention_referentials"
+    __table_args__ = (PrimaryKeyConstraint("tenant_id", "version"),)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    label: Mapped[str] = mapped_column(String(200))
+    """The référentiel's own ``version`` string, as written in its JSON."""
+    text: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class LegalHold(Base):
+    """A gel: while ``lifted_at`` is None, the unit (and its subtree) may be neither destroyed
+    nor transferred, and its copies carry an S3 legal hold."""
+
+    __tablename__ = "legal_holds"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    unit_id: Mapped[str] = mapped_column(String(40), index=True)
+    root_id: Mapped[str] = mapped_column(String(40), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    reference: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    placed_by: Mapped[str] = mapped_column(String(200))
+    placed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    lifted_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lifted_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    lift_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class DisposalRequest(Base):
+    """A bordereau: units proposed for destruction (``destroy``) or for transfer to the
+    definitive archives (``transfer``), its visa and its execution."""
+
+    __tablename__ = "disposal_requests"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    message_identifier: Mapped[str] = mapped_column(String(200))
+    unit_ids: Mapped[list[str]] = mapped_column(JSON)
+    proposed_by: Mapped[str] = mapped_column(String(200))
+    proposed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    visa: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """Who approved or refused, when, the authority's reference, and how it came."""
+    executed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    executed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    documents: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """Messages and reports of the request (SEDA request, bordereau, certificate): storage
+    keys and digests."""
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Tombstone(Base):
+    """What remains of a destroyed or transferred unit: ids, digests, rule, visa reference."""
+
+    __tablename__ = "tombstones"
+    unit_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    root_id: Mapped[str] = mapped_column(String(40), index=True)
+    request_id: Mapped[str] = mapped_column(String(40), index=True)
+    outcome: Mapped[str] = mapped_column(String(20))
+    """``destroyed`` or ``transferred``."""
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -260,7 +260,7 @@ class IngestService:
         tsa: TimestampAuthority,
         formats: FormatIdentifier,
         validator: ManifestValidator,
-        referential: Referential,
+        referential: Referential | Callable[[str], Referential],
         clock: Clock,
         runner: TaskRunner,
         seda_version: str = "2.3",
@@ -277,7 +277,12 @@ class IngestService:
         self._tsa = tsa
         self._formats = formats
         self._validator = validator
-        self._referential = referential
+        # One référentiel for every tenant, or a function giving the one in force for a tenant
+        # (the versioned référentiels of services/referentials.py).
+        self._referentials: Callable[[str], Referential] = (
+            referential if callable(referential) else (lambda _tenant: referential)
+        )
+        self._dossier_listeners: list[Callable[[str, str], None]] = []
         self._clock = clock
         self._runner = runner
         self._seda_version = seda_version
@@ -285,6 +290,27 @@ class IngestService:
         self._lease = timedelta(seconds=lease_seconds)
         self._metrics = metrics or NullMetrics()
         self._archivers: dict[str, Archiver] = {}
+
+    def referential_for(self, tenant_id: str) -> Referential:
+        """The retention référentiel in force for ``tenant_id`` now."""
+        return self._referentials(tenant_id)
+
+    def on_dossier_changed(self, listener: Callable[[str, str], None]) -> None:
+        """Call ``listener(tenant_id, root_id)`` after a package of a dossier commits (its
+        rules may need recomputing from the events the dossier now has)."""
+        self._dossier_listeners.append(listener)
+
+    def dossier_changed(self, tenant_id: str, root_id: str) -> None:
+        """Tell the listeners; the package is committed already, so a listener's failure is
+        logged and left for its own retry (the next event or recomputation), not raised."""
+        for listener in self._dossier_listeners:
+            try:
+                listener(tenant_id, root_id)
+            except Exception:
+                _logger.exception(
+                    "ingest.dossier_listener_failed",
+                    extra={"tenant_id": tenant_id, "root_id": root_id},
+                )
 
     def add_archiver(self, kind: str, archiver: Archiver) -> None:
         """Let ``archiver`` process the transfers whose ``metadata["kind"]`` is ``kind``."""
@@ -671,11 +697,12 @@ class IngestService:
             )
 
         # 2. The ArchiveUnit tree with its rules, then the manifest, validated before storage.
+        referential = self.referential_for(transfer.tenant_id)
         with timed(self._metrics, "describe"):
             root = build_dossier_tree(
                 meta,
                 objects,
-                self._referential,
+                referential,
                 new_id=lambda prefix_: derived_id(prefix_, now, f"{transfer.id}/{next(counter)}"),
             )
         with timed(self._metrics, "manifest"):
@@ -691,7 +718,7 @@ class IngestService:
                     comment=meta.title,
                 ),
                 version=self._seda_version,  # type: ignore[arg-type]
-                rule_code_list=f"{REFERENTIAL_CODE_LIST}:{self._referential.version}",
+                rule_code_list=f"{REFERENTIAL_CODE_LIST}:{referential.version}",
             )
             self._validator.validate(manifest)
             manifest_sha256 = hashlib.sha256(manifest).digest()
@@ -717,6 +744,7 @@ class IngestService:
         self._lock_copies(copies, root, objects)
         with timed(self._metrics, "commit"):
             self._commit_package(transfer, meta, root, objects, manifest, token, gen_time, copies)
+        self.dossier_changed(transfer.tenant_id, root.id)
 
     def timestamp_manifest(self, prefix: str, manifest_sha256: bytes) -> tuple[bytes, datetime]:
         """RFC 3161 token over SHA-256 of the manifest, verified before we rely on it; a token
@@ -924,8 +952,14 @@ class IngestService:
         units: list[UnitRecord] = []
         object_unit: dict[str, str] = {}
 
-        def visit(node: ArchiveUnitNode, parent: str | None) -> None:
+        def visit(
+            node: ArchiveUnitNode,
+            parent: str | None,
+            inherited: tuple[AppraisalRule | None, AccessRule | None] = (None, None),
+        ) -> None:
             d = node.description
+            appraisal = node.appraisal or inherited[0]
+            access = node.access or inherited[1]
             units.append(
                 UnitRecord(
                     id=node.id,
@@ -956,12 +990,14 @@ class IngestService:
                     organization_siret=meta.organization,
                     cpv=cpv,
                     notification_date=notified,
+                    appraisal_end=appraisal.end_date if appraisal else None,
+                    access_end=access.end_date if access else None,
                 )
             )
             for ref in node.data_object_ids:
                 object_unit[ref] = node.id
             for child in node.children:
-                visit(child, node.id)
+                visit(child, node.id, (appraisal, access))
 
         visit(root, None)
         object_records = [

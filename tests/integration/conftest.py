@@ -28,7 +28,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ from archive_service.jobs.inprocess import InProcessRunner
 from archive_service.storage.s3 import S3BlobStore
 from archive_service.tasks.celery_app import make_celery
 from archive_service.wiring import Services, build_services
+from tests.fixtures.clock import MovableClock
 from tests.fixtures.dossier import BUYER_NAME, BUYER_SIRET, make_siren, make_siret
 from tests.integration.test_s3 import require_s3, s3_endpoint, s3_keys
 from tests.reference import decp_schema_path, in_ci, seda_xsd_dir
@@ -274,14 +275,16 @@ def bootstrap_tenants(services: Services) -> tuple[dict[str, str], dict[str, str
 
 
 @contextlib.contextmanager
-def open_env(settings: Settings) -> Iterator[Env]:
-    """The service for ``settings`` behind a test client, its worker running, two tenants."""
-    services = build_services(settings)
+def open_env(settings: Settings, *, clock: MovableClock | None = None) -> Iterator[Env]:
+    """The service for ``settings`` behind a test client, its worker running, two tenants.
+    ``clock``: the services go by it (the TSA keeps real time); ``Env.clock`` is it."""
+    clock = clock or MovableClock()
+    services = build_services(settings, clock=clock)
     try:
         keys, other = bootstrap_tenants(services)
         app = create_app(settings, services=services)
         with celery_worker(services), TestClient(app) as http:
-            yield Env(http, services, keys, other, settings)
+            yield Env(http, services, keys, other, settings, clock)
     finally:
         services.close()
 
@@ -321,6 +324,7 @@ class Env:
     keys: dict[str, str]
     other_tenant_keys: dict[str, str]
     settings: Settings
+    clock: MovableClock = field(default_factory=MovableClock)
 
     def auth(self, role: str = "platform", *, other_tenant: bool = False) -> dict[str, str]:
         keys = self.other_tenant_keys if other_tenant else self.keys
