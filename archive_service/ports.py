@@ -704,6 +704,20 @@ class SearchIndex(Protocol):
     def search(self, query: SearchQuery) -> SearchPage: ...
 
 
+# -- Lifecycle: dossier events, versioned référentiels, rule updates (issue 5 items 3-4) ------
+
+
+class LifecycleRepository(Protocol):
+    """Dossier events, the tenant's référentiel versions, and recomputed rules of units."""
+
+
+# -- Disposal: legal holds, disposal requests and their visa, tombstones (items 5-7) --------
+
+
+class DisposalRepository(Protocol):
+    """Legal holds, disposal / transfer requests with their visa, and tombstones."""
+
+
 class UnitOfWork(Protocol):
     """One transaction. Only ``commit`` makes changes visible; leaving without it rolls back."""
 
@@ -719,6 +733,10 @@ class UnitOfWork(Protocol):
     def search(self) -> SearchIndex: ...
     @property
     def audit(self) -> AuditRepository: ...
+    @property
+    def lifecycle(self) -> LifecycleRepository: ...
+    @property
+    def disposal(self) -> DisposalRepository: ...
 
     def commit(self) -> None: ...
     def __enter__(self) -> UnitOfWork: ...

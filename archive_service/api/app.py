@@ -16,9 +16,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from archive_service import __version__
 from archive_service.api.deps import CallerDep, ServicesDep
+from archive_service.api.disposal import router as disposal_router
+from archive_service.api.dossiers import router as dossiers_router
 from archive_service.api.errors import archive_error_handler, validation_error_handler
 from archive_service.api.evidence import router as evidence_router
+from archive_service.api.export import router as export_router
 from archive_service.api.health import ArchiveCollector, readiness
+from archive_service.api.lifecycle import router as lifecycle_router
 from archive_service.api.logbook import router as logbook_router
 from archive_service.api.requests import RequestContext
 from archive_service.api.upload import is_zip, read_transfer, read_zip
@@ -67,6 +71,10 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.include_router(logbook_router)
     app.include_router(evidence_router)
+    app.include_router(dossiers_router)
+    app.include_router(lifecycle_router)
+    app.include_router(disposal_router)
+    app.include_router(export_router)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from archive_service.cli import audit, evidence, logbook, remote, verify
+from archive_service.cli import audit, disposal, evidence, lifecycle, logbook, remote, verify
 from archive_service.config import Settings, get_settings
 from archive_service.errors import (
     ArchiveError,
@@ -378,3 +378,5 @@ verify.register(app)
 audit.register(app)
 logbook.register(app)
 evidence.register(app)
+lifecycle.register(app)
+disposal.register(app)

@@ -11,6 +11,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from archive_service.db.audit_repository import SqlAuditRepository
+from archive_service.db.disposal_repository import SqlDisposalRepository
+from archive_service.db.lifecycle_repository import SqlLifecycleRepository
 from archive_service.db.logbook import SqlLogbookRepository
 from archive_service.db.repositories import (
     SqlArchiveRepository,
@@ -102,6 +104,8 @@ class SqlUnitOfWork:
         self.archive = SqlArchiveRepository(self.session)
         self.logbook = SqlLogbookRepository(self.session)
         self.audit = SqlAuditRepository(self.session)
+        self.lifecycle = SqlLifecycleRepository(self.session)
+        self.disposal = SqlDisposalRepository(self.session)
         self.search = self._search_factory(self.session)
         return self
 
