@@ -714,8 +714,66 @@ class LifecycleRepository(Protocol):
 # -- Disposal: legal holds, disposal requests and their visa, tombstones (items 5-7) --------
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HoldRecord:
+    """A legal hold (gel) placed on a unit: it covers the unit and its whole subtree.
+
+    While active (not lifted) nothing it covers may be proposed, destroyed or transferred,
+    and every copy it covers carries an S3 legal hold.
+    """
+
+    id: str
+    tenant_id: str
+    unit_id: str
+    root_id: str
+    reason: str
+    reference: str | None
+    placed_by: str
+    placed_at: datetime
+    lifted_by: str | None = None
+    lifted_at: datetime | None = None
+    lift_reason: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.lifted_at is None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TombstoneRecord:
+    """What remains of a destroyed or transferred unit (one per unit).
+
+    ``record`` holds what the certificate states: ``unit`` (id, title, level, category,
+    parent_id), ``objects`` (id, path, size, sha256, sha512, mime_type), ``appraisal`` (the
+    rule in force), ``visa`` (reference, decision, who, when), ``request_id``,
+    ``message_identifier``, and ``certificate`` (its message identifier) once issued.
+    """
+
+    unit_id: str
+    tenant_id: str
+    root_id: str
+    request_id: str
+    outcome: str
+    """``destroyed`` or ``transferred``."""
+    record: dict[str, Any]
+    at: datetime
+
+
 class DisposalRepository(Protocol):
     """Legal holds, disposal / transfer requests with their visa, and tombstones."""
+
+    def tombstone(self, tenant_id: str, unit_id: str) -> TombstoneRecord | None:
+        """The tombstone of a destroyed or transferred unit; ``None`` if it was not."""
+        ...
+
+    def active_holds(
+        self, tenant_id: str, *, root_id: str | None = None, unit_id: str | None = None
+    ) -> list[HoldRecord]:
+        """Holds not lifted, oldest first: of the dossier ``root_id`` (wherever placed in
+        it), and/or placed on ``unit_id`` itself. A hold covers the subtree of its unit:
+        to know whether a unit is covered, look at the holds of its dossier and its
+        ancestors (``HoldService.covering`` does)."""
+        ...
 
 
 class UnitOfWork(Protocol):
