@@ -79,6 +79,14 @@ class BlobStore(Protocol):
         """Remove an object: only for cleaning up what a failed transfer wrote, before commit."""
         ...
 
+    def purge(self, key: str) -> None:
+        """Remove every trace of an archived key, for a disposal or transfer executed with a
+        visa: on a versioned offer every version and every delete marker. Absent is not an
+        error (an interrupted purge is re-run). Nothing is removed, and ``Conflict`` (S3:
+        ``ObjectLocked``) is raised, while any version is retained or under legal hold, or
+        when the server refuses a deletion."""
+        ...
+
 
 @runtime_checkable
 class LockingBlobStore(BlobStore, Protocol):
@@ -454,6 +462,11 @@ class SearchQuery:
     notified_to: date | None = None
     cursor: str | None = None
     limit: int = 20
+    communicable: bool | None = None
+    """True: dossiers whose every active document is communicable on ``as_of``; False: those
+    holding at least one restricted (or pending) document; None: no filter."""
+    as_of: date | None = None
+    """The day communicability is judged on (the service sets it from its clock)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -523,6 +536,8 @@ class ArchiveRepository(Protocol):
     def get_package(self, tenant_id: str, package_id: str) -> PackageRecord | None: ...
     def get_unit(self, tenant_id: str, unit_id: str) -> UnitRecord | None: ...
     def units_of_root(self, tenant_id: str, root_id: str) -> list[UnitRecord]: ...
+    def packages_of_root(self, tenant_id: str, root_id: str) -> list[PackageRecord]: ...
+    def lock_dossier(self, tenant_id: str, root_id: str) -> None: ...
     def objects_of_root(self, tenant_id: str, root_id: str) -> list[ObjectRecord]: ...
     def get_object(self, tenant_id: str, object_id: str) -> ObjectRecord | None: ...
     def copies_of_package(self, tenant_id: str, package_id: str) -> list[CopyRecord]: ...
@@ -707,8 +722,102 @@ class SearchIndex(Protocol):
 # -- Lifecycle: dossier events, versioned référentiels, rule updates (issue 5 items 3-4) ------
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DossierEventRecord:
+    """A dated event of a dossier: a ``dossier_events`` row (``id`` set; source ``api`` or
+    ``cli``), or one carried by a transfer's metadata (``id`` None, source ``transfer``).
+    ``note`` holds the reason of a correction."""
+
+    tenant_id: str
+    root_id: str
+    event: str
+    event_date: date
+    source: str
+    recorded_at: datetime
+    id: int | None = None
+    reference: str | None = None
+    note: str | None = None
+    transfer_id: str | None = None
+    recorded_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DossierTransferRecord:
+    """One accepted transfer of a dossier, with its package: the metadata it was sent with."""
+
+    transfer_id: str
+    package_id: str
+    sequence: int
+    metadata: dict[str, Any]
+    created_at: datetime
+    """When its package was committed (the event dates it carries were known from then)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReferentialVersionRecord:
+    """One version of a tenant's retention référentiel; the highest ``version`` is in force."""
+
+    tenant_id: str
+    version: int
+    label: str
+    text: str
+    sha256: str
+    created_at: datetime
+    comment: str | None = None
+    created_by: str | None = None
+
+
 class LifecycleRepository(Protocol):
     """Dossier events, the tenant's référentiel versions, and recomputed rules of units."""
+
+    def lock_dossier(self, tenant_id: str, root_id: str) -> None:
+        """Serialize writers of one dossier's events and rules until the transaction ends."""
+        ...
+
+    def dossier_transfers(self, tenant_id: str, root_id: str) -> list[DossierTransferRecord]:
+        """The accepted transfers whose package belongs to the dossier, oldest first."""
+        ...
+
+    def events_of(self, tenant_id: str, root_id: str) -> list[DossierEventRecord]:
+        """The dossier's ``dossier_events`` rows, in the order they were recorded."""
+        ...
+
+    def add_event(self, record: DossierEventRecord) -> DossierEventRecord:
+        """Append an event; returns it with its id."""
+        ...
+
+    def dossier_roots(self, tenant_id: str) -> list[str]:
+        """The root unit id of every dossier of the tenant, oldest first."""
+        ...
+
+    def active_units(self, tenant_id: str) -> list[UnitRecord]:
+        """Every active unit of the tenant (for impact analyses)."""
+        ...
+
+    def update_unit_rules(
+        self,
+        tenant_id: str,
+        unit_id: str,
+        *,
+        appraisal: dict[str, Any] | None,
+        access: dict[str, Any] | None,
+        appraisal_end: date | None,
+        access_end: date | None,
+    ) -> None: ...
+
+    def referential_versions(self, tenant_id: str) -> list[ReferentialVersionRecord]:
+        """Every version, oldest first."""
+        ...
+
+    def referential_version(
+        self, tenant_id: str, version: int | None = None
+    ) -> ReferentialVersionRecord | None:
+        """That version, or the one in force (the highest) when ``version`` is None."""
+        ...
+
+    def add_referential(self, record: ReferentialVersionRecord) -> bool:
+        """Insert a version; False (nothing written) if that version number exists already."""
+        ...
 
 
 # -- Disposal: legal holds, disposal requests and their visa, tombstones (items 5-7) --------

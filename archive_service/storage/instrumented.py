@@ -82,6 +82,9 @@ class InstrumentedStore:
     def delete(self, key: str) -> None:
         self._call("delete", self.inner.delete, key)
 
+    def purge(self, key: str) -> None:
+        self._call("purge", self.inner.purge, key)
+
 
 class _Locking(InstrumentedStore):
     inner: LockingBlobStore

@@ -497,6 +497,13 @@ class LocalDirectoryStore:
             _fsync_dir(path.parent)
         _logger.info("storage.local.deleted", extra={"offer": self.name, "key": key})
 
+    def purge(self, key: str) -> None:
+        """Remove an archived object and its sidecar (a disposal executed with a visa). A
+        directory keeps no versions and no locks: this is ``delete``, under its own name so
+        that the two uses stay apart in the logs."""
+        self.delete(key)
+        _logger.info("storage.local.purged", extra={"offer": self.name, "key": key})
+
     def clean_stale_temp_files(self, *, max_age_seconds: int = STALE_TEMP_SECONDS) -> int:
         """Remove temporary files not modified for ``max_age_seconds``; return how many."""
         limit = time.time() - max_age_seconds

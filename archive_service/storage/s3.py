@@ -172,6 +172,9 @@ class S3OfferConfig:
     path_style: bool = True
     #: Retention floor for archived objects, e.g. while the start event of the DUA is unknown.
     min_retention_days: int | None = None
+    #: The same floor in seconds, instead of days: for test servers only, where a retention
+    #: must lapse in real time within a test (a disposal). Production leaves it unset.
+    min_retention_seconds: int | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -187,6 +190,16 @@ class S3OfferConfig:
             raise ConfigurationError(f"S3 offer {self.name}: access_key and secret_key are needed")
         if self.min_retention_days is not None and self.min_retention_days < 1:
             raise ConfigurationError(f"S3 offer {self.name}: min_retention_days must be >= 1")
+        if self.min_retention_seconds is not None:
+            if self.min_retention_seconds < 1:
+                raise ConfigurationError(
+                    f"S3 offer {self.name}: min_retention_seconds must be >= 1"
+                )
+            if self.min_retention_days is not None:
+                raise ConfigurationError(
+                    f"S3 offer {self.name}: give min_retention_days or min_retention_seconds, "
+                    "not both"
+                )
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, object]) -> S3OfferConfig:
@@ -203,6 +216,7 @@ class S3OfferConfig:
             "region",
             "path_style",
             "min_retention_days",
+            "min_retention_seconds",
         }
         unknown = sorted(set(data) - known)
         if unknown:
@@ -214,15 +228,8 @@ class S3OfferConfig:
         )
         if missing:
             raise ConfigurationError(f"S3 offer: missing settings {', '.join(missing)}")
-        days = data.get("min_retention_days")
-        if isinstance(days, str):
-            days = days.strip() or None
-        try:
-            min_days = None if days is None else int(days)  # type: ignore[call-overload]
-        except (TypeError, ValueError):
-            raise ConfigurationError(
-                f"S3 offer: min_retention_days must be a whole number, got {days!r}"
-            ) from None
+        min_days = _whole_number(data, "min_retention_days")
+        min_seconds = _whole_number(data, "min_retention_seconds")
         return cls(
             name=str(data["name"]),
             endpoint_url=str(data["endpoint_url"]),
@@ -232,6 +239,7 @@ class S3OfferConfig:
             region=str(data.get("region") or "us-east-1"),
             path_style=_parse_bool("path_style", data.get("path_style", True)),
             min_retention_days=min_days,
+            min_retention_seconds=min_seconds,
         )
 
     def store(self, **options: Any) -> S3BlobStore:
@@ -245,8 +253,21 @@ class S3OfferConfig:
             region=self.region,
             path_style=self.path_style,
             object_lock_days_default=self.min_retention_days,
+            object_lock_seconds_default=self.min_retention_seconds,
             **options,
         )
+
+
+def _whole_number(data: Mapping[str, object], name: str) -> int | None:
+    value = data.get(name)
+    if isinstance(value, str):
+        value = value.strip() or None
+    try:
+        return None if value is None else int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise ConfigurationError(
+            f"S3 offer: {name} must be a whole number, got {value!r}"
+        ) from None
 
 
 def _expected_sha256(sha256: str) -> str:
@@ -398,6 +419,8 @@ class S3BlobStore:
     retention), creating it with Object Lock if it is missing and ``create_bucket`` is true.
     ``object_lock_days_default``: ``lock`` never sets a retain-until date earlier than this many
     days from now (the configured minimum while the DUA's start event is unknown).
+    ``object_lock_seconds_default``: the same floor in seconds, used instead of the days when
+    set (test servers, where a disposal must find the retention lapsed in real time).
     """
 
     def __init__(
@@ -411,6 +434,7 @@ class S3BlobStore:
         region: str = "us-east-1",
         path_style: bool = True,
         object_lock_days_default: int | None = None,
+        object_lock_seconds_default: int | None = None,
         create_bucket: bool = True,
         multipart_threshold: int = MULTIPART_THRESHOLD,
         part_size: int = PART_SIZE,
@@ -428,7 +452,11 @@ class S3BlobStore:
         self.name = name
         self.bucket = bucket
         self.endpoint_url = endpoint_url
+        if object_lock_seconds_default is not None and object_lock_seconds_default < 1:
+            msg = "object_lock_seconds_default must be at least 1 second"
+            raise ValueError(msg)
         self.object_lock_days_default = object_lock_days_default
+        self.object_lock_seconds_default = object_lock_seconds_default
         self.create_bucket = create_bucket
         self.multipart_threshold = max(multipart_threshold, part_size)
         self.part_size = part_size
@@ -908,6 +936,78 @@ class S3BlobStore:
             )
         _logger.info("storage.s3.deleted", extra={"offer": self.name, "key": key})
 
+    def purge(self, key: str) -> None:
+        """Remove every version and every delete marker of an archived ``key``, for a
+        disposal or transfer executed with a visa; absent is not an error (a purge that
+        stopped midway is run again).
+
+        First every version's Object Lock is read: while one is retained (its retain-until
+        date, by this machine's clock, is not past) or under legal hold, :class:`ObjectLocked`
+        names them and nothing is deleted. The server has the last word: a deletion it still
+        refuses (its clock, a retention set meanwhile) raises :class:`ObjectLocked` too, the
+        versions already removed staying removed. Afterwards the key must list no version.
+        """
+        _check_key(key)
+        entries = self._version_entries(key)
+        if not entries:
+            return
+        now = datetime.now(UTC)
+        locked: list[str] = []
+        for version_id, is_marker in entries:
+            if is_marker:
+                continue
+            retention = self.retention(key, version_id=version_id)
+            if retention is None:
+                continue
+            if retention.legal_hold or (
+                retention.retain_until is not None and retention.retain_until > now
+            ):
+                locked.append(f"{version_id} ({retention.describe()})")
+        if locked:
+            raise ObjectLocked(
+                f"offer {self.name}: {key}: locked versions, nothing purged: " + "; ".join(locked)
+            )
+        self._abort_uploads_of(key)
+        for version_id, _ in entries:
+            try:
+                with self._translated("purge", key):
+                    self._s3.delete_object(Bucket=self.bucket, Key=key, VersionId=version_id)
+            except (ConfigurationError, NotFound) as exc:
+                if isinstance(exc, NotFound):
+                    continue
+                raise ObjectLocked(
+                    f"offer {self.name}: {key}: the S3 server refuses to delete version "
+                    f"{version_id}: {exc.message}"
+                ) from exc
+        left = self._version_entries(key)
+        if left:
+            raise ObjectLocked(
+                f"offer {self.name}: {key}: {len(left)} versions or delete markers remain "
+                "after the purge"
+            )
+        _logger.info(
+            "storage.s3.purged", extra={"offer": self.name, "key": key, "versions": len(entries)}
+        )
+
+    def _version_entries(self, key: str) -> list[tuple[str, bool]]:
+        """(version id, is a delete marker) of every version and delete marker of ``key``."""
+        found: list[tuple[str, bool]] = []
+        paginator = self._s3.get_paginator("list_object_versions")
+        try:
+            with self._translated("list versions of", key):
+                for page in paginator.paginate(Bucket=self.bucket, Prefix=key):
+                    for version in page.get("Versions", []):
+                        if version.get("Key") == key:
+                            found.append((version["VersionId"], False))
+                    for marker in page.get("DeleteMarkers", []):
+                        if marker.get("Key") == key:
+                            found.append((marker["VersionId"], True))
+        except MissingBucket:
+            if not self.create_bucket:
+                raise
+            return []
+        return found
+
     def _all_version_ids(self, key: str) -> list[str]:
         ids: list[str] = []
         paginator = self._s3.get_paginator("list_object_versions")
@@ -994,8 +1094,9 @@ class S3BlobStore:
             msg = f"mode must be one of {MODES}, got {mode!r}"
             raise ValueError(msg)
         target = retain_until
-        if self.object_lock_days_default:
-            target = max(target, datetime.now(UTC) + timedelta(days=self.object_lock_days_default))
+        floor = self._retention_floor()
+        if floor is not None:
+            target = max(target, datetime.now(UTC) + floor)
         target = _ceil_second(target)
         for _ in range(3):  # two lockers at once: one may have extended it meanwhile
             current = self._retention(key, version_id=version_id, with_hold=False)
@@ -1030,6 +1131,13 @@ class S3BlobStore:
             f"offer {self.name}: the S3 server refuses to set {mode} retention until "
             f"{target.isoformat()} on {key} version {version_id}"
         )
+
+    def _retention_floor(self) -> timedelta | None:
+        if self.object_lock_seconds_default:
+            return timedelta(seconds=self.object_lock_seconds_default)
+        if self.object_lock_days_default:
+            return timedelta(days=self.object_lock_days_default)
+        return None
 
     def set_legal_hold(self, key: str, *, version_id: str, on: bool) -> None:
         _check_key(key)

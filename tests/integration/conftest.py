@@ -167,12 +167,22 @@ def database_url(stack: str, request: pytest.FixtureRequest) -> str | None:
     return url
 
 
-def s3_offers(prefix: str = "archive-it") -> list[dict[str, Any]]:
-    """Two S3 offers with new buckets, one on each gateway of the test S3 server."""
+def s3_offers(
+    prefix: str = "archive-it", *, min_retention_seconds: int | None = None
+) -> list[dict[str, Any]]:
+    """Two S3 offers with new buckets, one on each gateway of the test S3 server.
+
+    ``min_retention_seconds``: the lock floor in seconds instead of ``MIN_RETENTION_DAYS``
+    days, for tests that need retention to lapse in real time (disposal)."""
     require_s3()
     access, secret = s3_keys()
     second = os.environ.get("ARCHIVE_TEST_S3_ENDPOINT_2", s3_endpoint())
     suffix = secrets.token_hex(5)
+    floor: dict[str, int] = (
+        {"min_retention_days": MIN_RETENTION_DAYS}
+        if min_retention_seconds is None
+        else {"min_retention_seconds": min_retention_seconds}
+    )
     return [
         {
             "name": f"ceph-{n}",
@@ -181,7 +191,7 @@ def s3_offers(prefix: str = "archive-it") -> list[dict[str, Any]]:
             "bucket": f"{prefix}-{n}-{suffix}",
             "access_key": access,
             "secret_key": secret,
-            "min_retention_days": MIN_RETENTION_DAYS,
+            **floor,
         }
         for n, endpoint in (("a", s3_endpoint()), ("b", second))
     ]
