@@ -31,6 +31,7 @@ from archive_service.ports import BlobStore, Clock, TimestampAuthority
 from archive_service.search.postgres_fts import PostgresFtsIndex
 from archive_service.search.sqlite_fts import SqliteFtsIndex
 from archive_service.services.audit import AuditService
+from archive_service.services.dossiers import DossierService
 from archive_service.services.evidence import EvidenceService
 from archive_service.services.ingest import PROCESS_JOB, IngestService
 from archive_service.services.logbook import LogbookService
@@ -72,6 +73,7 @@ class Services:
     audit: AuditService
     evidence: EvidenceService
     sip: SipIngest
+    dossiers: DossierService
 
     def close(self) -> None:
         self.runner.shutdown()
@@ -286,6 +288,7 @@ def build_services(
             auditor_objects=settings.evidence_auditor_objects,
         ),
         sip=sip,
+        dossiers=DossierService(uow=uow, offers=offers, clock=clock),
     )
 
 

@@ -1242,3 +1242,176 @@ def build_dossier_tree(
     return ArchiveUnitNode(
         id=root_id, description=_dossier_description(meta), children=tuple(phases)
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Additions to an existing dossier (growing dossiers, issue 5 item 2)
+# --------------------------------------------------------------------------------------------
+
+DOSSIER_KEY = "dossier"
+"""Top-level key of the ingest metadata naming the dossier a transfer adds to."""
+
+_ADDITION_KEYS = frozenset({DOSSIER_KEY, "message_identifier", "organization", "events", "files"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdditionMetadata:
+    """The validated metadata of a transfer that adds documents to an archived dossier.
+
+    ``dossier`` is the id of any archive unit of the dossier (its root is found by the
+    service). Title, contract type, DECP… are the dossier's, from its first transfer: an
+    addition only brings files and, optionally, events that happened since (``réception``,
+    ``paiement_solde``…). ``organization``, when given, must be the dossier's.
+    """
+
+    dossier: str
+    message_identifier: str
+    files: tuple[FileEntry, ...]
+    organization: str | None = None
+    events: DossierEvents = field(default_factory=DossierEvents)
+
+
+def is_addition(raw: object) -> bool:
+    """Whether the ingest metadata ``raw`` names an existing dossier to add to."""
+    return isinstance(raw, dict) and DOSSIER_KEY in raw
+
+
+def parse_addition(raw: object) -> AdditionMetadata:
+    """Validate the metadata of an addition (``{"dossier": "<unit id>", ...}``).
+
+    Dossier-level fields (title, contract type, DECP…) are refused rather than ignored: they
+    are the dossier's own, fixed by its first transfer, and silently dropping what a sender
+    sent would hide a mistake (the sender probably meant a new dossier).
+    """
+    issues = _Issues()
+    if not isinstance(raw, dict):
+        issues.items.append(Issue("invalid-type", "les métadonnées doivent être un objet JSON", ""))
+        raise InvalidInput("Métadonnées du versement invalides", issues=issues.items)
+    for key in sorted(set(raw) - _ADDITION_KEYS):
+        if key in _TOP_LEVEL_KEYS:
+            issues.add(
+                "not-allowed-in-addition",
+                f"« {key} » est une donnée du dossier, reprise de son premier versement ; "
+                "un ajout ne la redéfinit pas",
+                key,
+            )
+        else:
+            issues.add("unknown-field", f"champ inconnu « {key} »", key)
+    dossier = _text(raw, DOSSIER_KEY, issues, required=True, max_length=40)
+    message_identifier = _text(raw, "message_identifier", issues, required=True, max_length=128)
+    organization = _text(raw, "organization", issues, required=False)
+    if organization is not None:
+        problem = siret_problem(organization)
+        if problem is not None:
+            issues.add("invalid-siret", f"SIRET du service producteur : {problem}", "organization")
+            organization = None
+    events = _parse_events(raw.get("events"), issues)
+    files = _parse_files(raw.get("files"), issues)
+    if issues.items:
+        count = len(issues.items)
+        raise InvalidInput(
+            f"Métadonnées de l'ajout invalides ({count} problème{'s' if count > 1 else ''})",
+            issues=issues.items,
+        )
+    assert dossier is not None and message_identifier is not None
+    return AdditionMetadata(
+        dossier=dossier,
+        message_identifier=message_identifier,
+        organization=organization,
+        events=DossierEvents(**events),
+        files=tuple(files),
+    )
+
+
+def merged_events(
+    known: Iterable[DossierEvents], *, where: str = "/events"
+) -> tuple[DossierEvents, list[Issue]]:
+    """The events of a dossier's transfers taken together; an event dated differently by two
+    transfers is a conflict (one issue each), the first date is kept."""
+    out: dict[str, date] = {}
+    issues: list[Issue] = []
+    for events in known:
+        for name, day in events.known():
+            if name in out and out[name] != day:
+                issues.append(
+                    Issue(
+                        "event-conflict",
+                        f"événement {name} daté {day.isoformat()} ; le dossier le date déjà du "
+                        f"{out[name].isoformat()}",
+                        f"{where}/{name}",
+                    )
+                )
+                continue
+            out.setdefault(name, day)
+    return DossierEvents(**out), issues
+
+
+def metadata_for_addition(first: DossierMetadata, addition: AdditionMetadata) -> DossierMetadata:
+    """The dossier's metadata (from its first transfer) with the addition's files and message
+    identifier: what the référentiel computes the new documents' rules over. ``first.events``
+    should already hold the events of every transfer of the dossier (:func:`merged_events`)."""
+    return DossierMetadata(
+        message_identifier=addition.message_identifier,
+        organization=first.organization,
+        title=first.title,
+        contract_type=first.contract_type,
+        files=addition.files,
+        description=first.description,
+        consultation_number=first.consultation_number,
+        contract_number=first.contract_number,
+        procedure_type=first.procedure_type,
+        infructueux=first.infructueux,
+        sans_suite=first.sans_suite,
+        recurrent=first.recurrent,
+        keywords=first.keywords,
+        events=first.events,
+        decp=first.decp,
+        marche=first.marche,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExistingUnit:
+    """A unit already archived that an addition attaches to (the dossier or one of its
+    phases): referred to in the new manifest by its ``SystemId``, never described again."""
+
+    id: str
+    title: str
+    level: DescriptionLevel
+
+
+def build_addition_tree(
+    meta: DossierMetadata,
+    objects: Mapping[str, DataObject],
+    referential: Referential,
+    *,
+    dossier: ExistingUnit,
+    phases: Mapping[str, ExistingUnit],
+    new_id: Callable[[str], str],
+) -> ArchiveUnitNode:
+    """The ArchiveUnit tree of an addition: the existing dossier on top (its id), under it each
+    phase of the new files (the existing phase unit of that phase when the dossier has one,
+    keyed by phase code in ``phases``; a new phase unit otherwise), then the new documents,
+    built exactly as :func:`build_dossier_tree` builds them (rules from ``referential`` over
+    ``meta``). Nodes whose id is that of an :class:`ExistingUnit` carry only a title and a
+    level; the manifest builder renders them as references (``existing_ids``)."""
+    first = build_dossier_tree(meta, objects, referential, new_id=new_id)
+    children: list[ArchiveUnitNode] = []
+    for phase_node in first.children:
+        code = dict(phase_node.description.extension).get("phase", "")
+        existing = phases.get(code)
+        if existing is None:
+            children.append(phase_node)
+            continue
+        children.append(
+            ArchiveUnitNode(
+                id=existing.id,
+                description=Description(level=existing.level, title=existing.title),
+                children=phase_node.children,
+            )
+        )
+    return ArchiveUnitNode(
+        id=dossier.id,
+        description=Description(level=dossier.level, title=dossier.title),
+        children=tuple(children),
+    )

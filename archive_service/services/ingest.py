@@ -49,10 +49,16 @@ from archive_service.core.model import (
     TransferReplyInput,
 )
 from archive_service.core.procurement import (
+    AdditionMetadata,
+    DossierEvents,
     DossierMetadata,
     FileEntry,
+    build_addition_tree,
     build_dossier_tree,
+    is_addition,
+    metadata_for_addition,
     normalize_path,
+    parse_addition,
     parse_metadata,
 )
 from archive_service.core.retention import Referential
@@ -96,6 +102,7 @@ from archive_service.ports import (
     timed,
 )
 from archive_service.services.access_log import AccessLog
+from archive_service.services.dossiers import DossierState, load_dossier_state
 
 PROCESS_JOB = "process_transfer"
 #: One blob to store: (kind, key, source, sha256 hex); ``kind`` is "object", "manifest"…
@@ -179,6 +186,42 @@ def with_decp_record(meta: DossierMetadata) -> tuple[DossierMetadata, bytes | No
         mime_type="application/json",
     )
     return replace(meta, files=(*meta.files, entry)), data
+
+
+def _match_staged(
+    entries: Sequence[FileEntry], staged: Sequence[StagedFile], issues: list[Issue]
+) -> dict[str, StagedFile]:
+    """The staged files by NFC path; each listed-but-missing, empty, mis-digested or
+    unlisted file is appended to ``issues``."""
+    by_name: dict[str, StagedFile] = {}
+    # Part names and listed paths are compared in NFC, as duplicates are detected.
+    for f in staged:
+        name = normalize_path(f.part_name)
+        if name in by_name:
+            issues.append(Issue("duplicate-file", "file sent twice", f.part_name))
+        by_name[name] = f
+    listed = {normalize_path(entry.path) for entry in entries}
+    for index, entry in enumerate(entries):
+        where = f"/files/{index}"
+        got = by_name.get(normalize_path(entry.path))
+        if got is None:
+            issues.append(
+                Issue("file-missing", f"file {entry.path!r} is listed but was not sent", where)
+            )
+            continue
+        if got.fingerprints.size == 0:
+            issues.append(Issue("file-empty", f"file {entry.path!r} is empty", where))
+        if entry.sha256 is not None and entry.sha256 != got.fingerprints.sha256.digest:
+            issues.append(
+                Issue(
+                    "digest-mismatch",
+                    f"declared sha256 {entry.sha256} but received {got.fingerprints.sha256.digest}",
+                    where + "/sha256",
+                )
+            )
+    for name in sorted(set(by_name) - listed):
+        issues.append(Issue("file-not-listed", f"file {name!r} was sent but is not listed", name))
+    return by_name
 
 
 def storage_prefix(tenant_id: str, package_id: str) -> str:
@@ -354,51 +397,11 @@ class IngestService:
     ) -> RegisterOutcome:
         if caller.role not in TRANSFER_ROLES:
             raise Forbidden(f"role {caller.role.value!r} may not transfer archives")
+        if is_addition(raw_metadata):
+            return self._register_addition(caller, raw_metadata, staging_dir, staged)
         meta = parse_metadata(raw_metadata, decp_validator=self._decp_validator)
-        issues: list[Issue] = []
-        today = self._clock.now().date()
-        for event, when in meta.events.known():
-            # A rule cannot start in the future: such a date is a typing error, and it would
-            # make the manifest invalid long after the sender was told "received".
-            if when > today:
-                issues.append(
-                    Issue(
-                        "event-in-future",
-                        f"event {event} dated {when.isoformat()} is after today",
-                        f"/events/{event}",
-                    )
-                )
-        by_name: dict[str, StagedFile] = {}
-        # Part names and listed paths are compared in NFC, as duplicates are detected.
-        for f in staged:
-            name = normalize_path(f.part_name)
-            if name in by_name:
-                issues.append(Issue("duplicate-file", "file sent twice", f.part_name))
-            by_name[name] = f
-        listed = {normalize_path(entry.path) for entry in meta.files}
-        for index, entry in enumerate(meta.files):
-            where = f"/files/{index}"
-            got = by_name.get(normalize_path(entry.path))
-            if got is None:
-                issues.append(
-                    Issue("file-missing", f"file {entry.path!r} is listed but was not sent", where)
-                )
-                continue
-            if got.fingerprints.size == 0:
-                issues.append(Issue("file-empty", f"file {entry.path!r} is empty", where))
-            if entry.sha256 is not None and entry.sha256 != got.fingerprints.sha256.digest:
-                issues.append(
-                    Issue(
-                        "digest-mismatch",
-                        f"declared sha256 {entry.sha256} but received "
-                        f"{got.fingerprints.sha256.digest}",
-                        where + "/sha256",
-                    )
-                )
-        for name in sorted(set(by_name) - listed):
-            issues.append(
-                Issue("file-not-listed", f"file {name!r} was sent but is not listed", name)
-            )
+        issues = self._future_events(meta.events)
+        by_name = _match_staged(meta.files, staged, issues)
         if issues:
             raise InvalidInput("the transfer does not match its metadata", issues=issues)
         meta, record = with_decp_record(meta)
@@ -410,7 +413,6 @@ class IngestService:
             raw_metadata if isinstance(raw_metadata, dict) else {},
             [(f.part_name, f.fingerprints.sha256.digest) for f in staged],
         )
-        now = self._clock.now()
         with self._uow() as uow:
             org = uow.tenancy.organization_by_siret(caller.tenant_id, meta.organization)
             if org is None or (
@@ -425,52 +427,240 @@ class IngestService:
             )
             if replay is not None:
                 return replay
-            transfer = TransferRecord(
-                id=new_id("tr", now),
-                tenant_id=caller.tenant_id,
-                client_id=caller.client_id,
-                organization_id=org.id,
-                message_identifier=meta.message_identifier,
-                content_digest=digest,
-                status=TransferStatus.RECEIVED,
-                metadata=raw_metadata if isinstance(raw_metadata, dict) else {},
-                staging_dir=staging_dir,
-                package_id=new_id("pkg", now),
-                created_at=now,
-                updated_at=now,
-                files=tuple(
-                    TransferFileRecord(
-                        path=entry.path,
-                        staged_name=got.staged_name,
-                        object_id=new_id("obj", now),
-                        size=got.fingerprints.size,
-                        sha256=got.fingerprints.sha256.digest,
-                        sha512=got.fingerprints.sha512.digest,
-                        declared_mime=entry.mime_type,
-                    )
-                    for entry in meta.files
-                    for got in (by_name[normalize_path(entry.path)],)
-                ),
-            )
-            uow.transfers.add(transfer)
-            uow.logbook.append(
-                LogEvent(
-                    tenant_id=caller.tenant_id,
-                    at=now,
-                    event_type="transfer.received",
-                    outcome="OK",
-                    subject_type="transfer",
-                    subject_id=transfer.id,
-                    actor=caller.client_id,
-                    details={
-                        "message_identifier": meta.message_identifier,
-                        "files": len(transfer.files),
-                        "bytes": sum(f.size for f in transfer.files),
-                    },
-                )
+            transfer = self._add_transfer(
+                uow, caller, org.id, raw_metadata, digest, staging_dir, meta.files, by_name
             )
             uow.commit()
         return RegisterOutcome(transfer, replayed=False)
+
+    def _add_transfer(
+        self,
+        uow: UnitOfWork,
+        caller: Caller,
+        organization_id: str,
+        raw_metadata: object,
+        digest: str,
+        staging_dir: str,
+        entries: Sequence[FileEntry],
+        by_name: dict[str, StagedFile],
+        details: dict[str, Any] | None = None,
+    ) -> TransferRecord:
+        """Record a received transfer and its ``transfer.received`` entry (not committed)."""
+        now = self._clock.now()
+        metadata = raw_metadata if isinstance(raw_metadata, dict) else {}
+        transfer = TransferRecord(
+            id=new_id("tr", now),
+            tenant_id=caller.tenant_id,
+            client_id=caller.client_id,
+            organization_id=organization_id,
+            message_identifier=str(metadata.get("message_identifier", "")),
+            content_digest=digest,
+            status=TransferStatus.RECEIVED,
+            metadata=metadata,
+            staging_dir=staging_dir,
+            package_id=new_id("pkg", now),
+            created_at=now,
+            updated_at=now,
+            files=tuple(
+                TransferFileRecord(
+                    path=entry.path,
+                    staged_name=got.staged_name,
+                    object_id=new_id("obj", now),
+                    size=got.fingerprints.size,
+                    sha256=got.fingerprints.sha256.digest,
+                    sha512=got.fingerprints.sha512.digest,
+                    declared_mime=entry.mime_type,
+                )
+                for entry in entries
+                for got in (by_name[normalize_path(entry.path)],)
+            ),
+        )
+        uow.transfers.add(transfer)
+        uow.logbook.append(
+            LogEvent(
+                tenant_id=caller.tenant_id,
+                at=now,
+                event_type="transfer.received",
+                outcome="OK",
+                subject_type="transfer",
+                subject_id=transfer.id,
+                actor=caller.client_id,
+                details={
+                    "message_identifier": transfer.message_identifier,
+                    "files": len(transfer.files),
+                    "bytes": sum(f.size for f in transfer.files),
+                    **(details or {}),
+                },
+            )
+        )
+        return transfer
+
+    def _future_events(self, events: DossierEvents) -> list[Issue]:
+        """A rule cannot start in the future: such a date is a typing error, and it would
+        make the manifest invalid long after the sender was told "received"."""
+        today = self._clock.now().date()
+        return [
+            Issue(
+                "event-in-future",
+                f"event {event} dated {when.isoformat()} is after today",
+                f"/events/{event}",
+            )
+            for event, when in events.known()
+            if when > today
+        ]
+
+    # -- additions to an archived dossier (growing dossiers) ----------------------------------
+
+    def _register_addition(
+        self,
+        caller: Caller,
+        raw_metadata: object,
+        staging_dir: str,
+        staged: Sequence[StagedFile],
+    ) -> RegisterOutcome:
+        """Register a transfer adding documents to an archived dossier (``"dossier"`` key).
+
+        Refused with nothing written (422, each reason an issue): a dossier unknown in the
+        caller's tenant or hidden from it (a platform sees only its organizations' dossiers:
+        the same answer, so nothing leaks), another organization than the dossier's, a
+        dossier no longer active (destroyed, transferred), a path the dossier already holds
+        (documents are never replaced: a corrected version is a new document with its own
+        path), an event dated differently from the dossier's.
+        """
+        add = parse_addition(raw_metadata)
+        issues = self._future_events(add.events)
+        by_name = _match_staged(add.files, staged, issues)
+        digest = content_digest(
+            raw_metadata if isinstance(raw_metadata, dict) else {},
+            [(f.part_name, f.fingerprints.sha256.digest) for f in staged],
+        )
+        with self._uow() as uow:
+            dossier = self._addition_target(uow, caller, add)
+            replay = replayed(
+                uow, caller, add.message_identifier, digest, where="/message_identifier"
+            )
+            if replay is not None:
+                return replay
+            org = uow.tenancy.organization_by_siret(
+                caller.tenant_id, dossier.root.organization_siret or ""
+            )
+            if org is None:
+                raise Forbidden(
+                    f"client {caller.name!r} may not transfer for the dossier's organization",
+                    issues=[Issue("organization-not-allowed", "organization", "/organization")],
+                )
+            issues.extend(dossier.problems(add))
+            if issues:
+                raise InvalidInput(
+                    f"the addition to dossier {dossier.root.id} cannot be accepted", issues=issues
+                )
+            transfer = self._add_transfer(
+                uow,
+                caller,
+                org.id,
+                raw_metadata,
+                digest,
+                staging_dir,
+                add.files,
+                by_name,
+                details={"dossier_id": dossier.root.id},
+            )
+            uow.commit()
+        return RegisterOutcome(transfer, replayed=False)
+
+    def _addition_target(
+        self, uow: UnitOfWork, caller: Caller | None, add: AdditionMetadata, tenant_id: str = ""
+    ) -> DossierState:
+        """The dossier ``add`` names, as the caller may see it; ``InvalidInput`` otherwise."""
+        tenant = caller.tenant_id if caller is not None else tenant_id
+        unknown = InvalidInput(
+            f"no archived dossier {add.dossier} to add to",
+            issues=[
+                Issue(
+                    "dossier-unknown", f"no archive unit {add.dossier} in this tenant", "/dossier"
+                )
+            ],
+        )
+        unit = uow.archive.get_unit(tenant, add.dossier)
+        root = uow.archive.get_unit(tenant, unit.root_id) if unit is not None else None
+        if unit is None or root is None:
+            raise unknown
+        if caller is not None and caller.role is Role.PLATFORM:
+            org = uow.tenancy.organization_by_siret(tenant, root.organization_siret or "")
+            if org is None or org.id not in caller.organization_ids:
+                raise unknown
+        return load_dossier_state(uow, tenant, root)
+
+    def _archive_addition(self, transfer: TransferRecord, agency: str) -> None:
+        """Archive an addition as its own package of the dossier (same steps as a first
+        transfer: identify, describe, manifest, timestamp, store, lock, commit)."""
+        add = parse_addition(transfer.metadata)
+        with self._uow() as uow:
+            dossier = self._addition_target(uow, None, add, transfer.tenant_id)
+        # The dossier may have changed since registration (a disposal, a concurrent addition
+        # of the same path): judged again, a rejection with the reasons.
+        problems = dossier.problems(add)
+        if problems:
+            raise InvalidInput(
+                f"the addition to dossier {dossier.root.id} cannot be archived", issues=problems
+            )
+        assert dossier.first is not None
+        meta = metadata_for_addition(replace(dossier.first, events=dossier.events(add)), add)
+        now = transfer.created_at
+        counter = itertools.count()
+        prefix = storage_prefix(transfer.tenant_id, transfer.package_id)
+        staged, objects = self._identify(transfer, meta.files)
+        referential = self.referential_for(transfer.tenant_id)
+        with timed(self._metrics, "describe"):
+            root = build_addition_tree(
+                meta,
+                objects,
+                referential,
+                dossier=dossier.existing(dossier.root),
+                phases={code: dossier.existing(u) for code, u in dossier.phases().items()},
+                new_id=lambda prefix_: derived_id(prefix_, now, f"{transfer.id}/{next(counter)}"),
+            )
+        existing_ids = frozenset({dossier.root.id, *(u.id for u in dossier.phases().values())})
+        with timed(self._metrics, "manifest"):
+            manifest = build_archive_transfer(
+                TransferManifestInput(
+                    message_identifier=transfer.message_identifier,
+                    date=now,
+                    archival_agency=agency,
+                    transferring_agency=transfer.client_id,
+                    originating_agency=meta.organization,
+                    objects=tuple(objects[e.path] for e in meta.files),
+                    root=root,
+                    comment=f"Ajout au dossier : {meta.title}",
+                ),
+                version=self._seda_version,  # type: ignore[arg-type]
+                rule_code_list=f"{REFERENTIAL_CODE_LIST}:{referential.version}",
+                existing_ids=existing_ids,
+            )
+            self._validator.validate(manifest)
+            manifest_sha256 = hashlib.sha256(manifest).digest()
+        token, gen_time = self.timestamp_manifest(prefix, manifest_sha256)
+        blobs: list[Blob] = [
+            ("object", f"{prefix}/{obj.uri}", path, obj.fingerprints.sha256.digest)
+            for entry, path in zip(meta.files, staged, strict=True)
+            for obj in (objects[entry.path],)
+        ]
+        copies = self.store_blobs(transfer, prefix, blobs, manifest, token)
+        self._lock_copies(copies, root, objects)
+        with timed(self._metrics, "commit"):
+            self._commit_package(
+                transfer,
+                meta,
+                root,
+                objects,
+                manifest,
+                token,
+                gen_time,
+                copies,
+                dossier=dossier,
+                existing_ids=existing_ids,
+            )
+        self.dossier_changed(transfer.tenant_id, dossier.root.id)
 
     def get_transfer(self, caller: Caller, transfer_id: str) -> TransferRecord:
         with self._uow() as uow:
@@ -660,6 +850,9 @@ class IngestService:
         if archiver is not None:
             archiver(transfer, agency)
             return
+        if is_addition(transfer.metadata):
+            self._archive_addition(transfer, agency)
+            return
         meta, _ = with_decp_record(parse_metadata(transfer.metadata, decp_validator=None))
         # The manifest is dated by the transfer's arrival and its unit ids derive from the
         # transfer id, so a job that runs again rebuilds the same bytes and finds its own
@@ -667,34 +860,10 @@ class IngestService:
         now = transfer.created_at
         counter = itertools.count()
         prefix = storage_prefix(transfer.tenant_id, transfer.package_id)
-        files = {f.path: f for f in transfer.files}
 
         # 1. Identify the files (in one batch: one tool start-up for all) and describe each
         #    as a DataObject.
-        staged = [
-            self._staging.path_of(transfer.staging_dir, files[e.path].staged_name)
-            for e in meta.files
-        ]
-        with timed(self._metrics, "identify"):
-            formats = self._formats.identify_many(
-                staged,
-                filenames=[e.path.rsplit("/", 1)[-1] for e in meta.files],
-                declared_mimes=[files[e.path].declared_mime for e in meta.files],
-            )
-        objects: dict[str, DataObject] = {}
-        for entry, fmt in zip(meta.files, formats, strict=True):
-            f = files[entry.path]
-            objects[entry.path] = DataObject(
-                id=f.object_id,
-                path=entry.path,
-                fingerprints=FileFingerprints(
-                    size=f.size,
-                    sha256=Fingerprint("sha256", f.sha256),
-                    sha512=Fingerprint("sha512", f.sha512),
-                ),
-                format=fmt,
-                uri=f"content/{f.object_id}",
-            )
+        staged, objects = self._identify(transfer, meta.files)
 
         # 2. The ArchiveUnit tree with its rules, then the manifest, validated before storage.
         referential = self.referential_for(transfer.tenant_id)
@@ -745,6 +914,37 @@ class IngestService:
         with timed(self._metrics, "commit"):
             self._commit_package(transfer, meta, root, objects, manifest, token, gen_time, copies)
         self.dossier_changed(transfer.tenant_id, root.id)
+
+    def _identify(
+        self, transfer: TransferRecord, entries: Sequence[FileEntry]
+    ) -> tuple[list[Path], dict[str, DataObject]]:
+        """The staged path of each of ``entries`` and its DataObject (formats identified in
+        one batch: one tool start-up for all), keyed by declared path."""
+        files = {f.path: f for f in transfer.files}
+        staged = [
+            self._staging.path_of(transfer.staging_dir, files[e.path].staged_name) for e in entries
+        ]
+        with timed(self._metrics, "identify"):
+            formats = self._formats.identify_many(
+                staged,
+                filenames=[e.path.rsplit("/", 1)[-1] for e in entries],
+                declared_mimes=[files[e.path].declared_mime for e in entries],
+            )
+        objects: dict[str, DataObject] = {}
+        for entry, fmt in zip(entries, formats, strict=True):
+            f = files[entry.path]
+            objects[entry.path] = DataObject(
+                id=f.object_id,
+                path=entry.path,
+                fingerprints=FileFingerprints(
+                    size=f.size,
+                    sha256=Fingerprint("sha256", f.sha256),
+                    sha512=Fingerprint("sha512", f.sha512),
+                ),
+                format=fmt,
+                uri=f"content/{f.object_id}",
+            )
+        return staged, objects
 
     def timestamp_manifest(self, prefix: str, manifest_sha256: bytes) -> tuple[bytes, datetime]:
         """RFC 3161 token over SHA-256 of the manifest, verified before we rely on it; a token
@@ -943,12 +1143,22 @@ class IngestService:
         token: bytes,
         gen_time: datetime,
         copies: list[CopyRecord],
+        *,
+        dossier: DossierState | None = None,
+        existing_ids: frozenset[str] = frozenset(),
     ) -> None:
+        """Records of the package. For an addition to ``dossier``, the units of
+        ``existing_ids`` (the dossier, its existing phases) are already archived: only the
+        new units are recorded, numbered after the dossier's, with its organization, CPV and
+        notification date (what search filters on)."""
         now = self._clock.now()
         prefix = storage_prefix(transfer.tenant_id, transfer.package_id)
         decp = meta.decp or {}
         cpv = decp.get("codeCPV") if isinstance(decp.get("codeCPV"), str) else None
         notified = _date_or_none(meta.events.get("notification"))
+        if dossier is not None:
+            cpv, notified = dossier.root.cpv, dossier.root.notification_date
+        first_position = 1 + max((u.position for u in dossier.units), default=-1) if dossier else 0
         units: list[UnitRecord] = []
         object_unit: dict[str, str] = {}
 
@@ -960,6 +1170,10 @@ class IngestService:
             d = node.description
             appraisal = node.appraisal or inherited[0]
             access = node.access or inherited[1]
+            if node.id in existing_ids:
+                for child in node.children:
+                    visit(child, node.id, (appraisal, access))
+                return
             units.append(
                 UnitRecord(
                     id=node.id,
@@ -967,7 +1181,7 @@ class IngestService:
                     package_id=transfer.package_id,
                     root_id=root.id,
                     parent_id=parent,
-                    position=len(units),
+                    position=first_position + len(units),
                     level=d.level.value,
                     title=d.title,
                     category=node.category,
@@ -1020,6 +1234,12 @@ class IngestService:
             )
             for o in objects.values()
         ]
+        titles = [u.title for u in units[1:]]
+        keywords = [k.content for k in root.description.keywords]
+        if dossier is not None:
+            # The dossier's search entry is rebuilt with every title it now holds.
+            titles = [u.title for u in dossier.units if u.id != root.id] + [u.title for u in units]
+            keywords = list(dossier.first.keywords) if dossier.first is not None else []
         self.commit_records(
             transfer,
             root_id=root.id,
@@ -1033,9 +1253,8 @@ class IngestService:
             index_body=" ".join(
                 filter(None, [meta.description, str(decp.get("objet") or ""), cpv or ""])
             ),
-            index_keywords=" ".join(
-                [k.content for k in root.description.keywords] + [u.title for u in units[1:]]
-            ),
+            index_keywords=" ".join(keywords + titles),
+            dossier=dossier.root if dossier is not None else None,
         )
 
     def commit_records(
@@ -1052,14 +1271,28 @@ class IngestService:
         objects: list[ObjectRecord],
         index_body: str,
         index_keywords: str,
+        dossier: UnitRecord | None = None,
     ) -> None:
-        """The commit point: package, units, objects, copies, logbook and index at once."""
+        """The commit point: package, units, objects, copies, logbook and index at once.
+
+        ``dossier``: the root unit of the archived dossier this package adds to. Its next
+        sequence number is taken under a lock of the dossier (two additions committing at
+        once are numbered one after the other), and the dossier id and sequence go into the
+        package's logbook entries.
+        """
         now = self._clock.now()
         prefix = storage_prefix(transfer.tenant_id, transfer.package_id)
         with self._uow() as uow:
             current = uow.transfers.get_any_tenant(transfer.id)
             if current is not None and current.status is TransferStatus.ACCEPTED:
                 return
+            sequence = 1
+            growth: dict[str, Any] = {}
+            if dossier is not None:
+                uow.archive.lock_dossier(transfer.tenant_id, dossier.id)
+                known = uow.archive.packages_of_root(transfer.tenant_id, dossier.id)
+                sequence = 1 + max((p.sequence for p in known), default=0)
+                growth = {"dossier_id": dossier.id, "sequence": sequence}
             uow.archive.add_package(
                 PackageRecord(
                     id=transfer.package_id,
@@ -1073,6 +1306,7 @@ class IngestService:
                     timestamp_key=f"{prefix}/manifest.tsr",
                     timestamp_gen_time=gen_time,
                     created_at=now,
+                    sequence=sequence,
                 )
             )
             uow.archive.add_units(units)
@@ -1102,6 +1336,7 @@ class IngestService:
                         "gen_time": gen_time.isoformat(),
                         "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
                         "token_sha256": hashlib.sha256(token).hexdigest(),
+                        **growth,
                     },
                 )
             )
@@ -1113,11 +1348,15 @@ class IngestService:
                     outcome="OK",
                     subject_type="archive_unit",
                     subject_id=root_id,
-                    details={"transfer_id": transfer.id, "package_id": transfer.package_id},
+                    details={
+                        "transfer_id": transfer.id,
+                        "package_id": transfer.package_id,
+                        **growth,
+                    },
                 )
             )
             uow.transfers.update_status(
                 transfer.id, TransferStatus.ACCEPTED, at=now, archive_unit_id=root_id
             )
-            uow.search.index_unit(units[0], body=index_body, keywords=index_keywords)
+            uow.search.index_unit(dossier or units[0], body=index_body, keywords=index_keywords)
             uow.commit()

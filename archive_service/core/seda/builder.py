@@ -141,8 +141,19 @@ def build_archive_transfer(
     *,
     version: SedaVersion = "2.3",
     rule_code_list: str | None = None,
+    existing_ids: frozenset[str] = frozenset(),
 ) -> bytes:
     """The SEDA ``ArchiveTransfer`` for ``manifest``, as UTF-8 bytes (byte-stable).
+
+    ``existing_ids``: units of ``manifest.root`` archived by an earlier package (a dossier
+    that grows: its root, an existing phase). Each is written as a *reference*: ``Content``
+    with ``DescriptionLevel``, ``Title``, ``SystemId`` (the id this archive gave it) and, for
+    the root, ``OriginatingAgency``; no ``Management`` (its rules are in its own package).
+    The official 2.2/2.3 XSDs have no ``UpdateOperation`` element: Vitam's
+    ``Management/UpdateOperation/SystemId`` is a substitute of the abstract
+    ``OtherManagementAbstract`` declared only in Vitam's extension schema, so a manifest that
+    must validate against the bare official XSD names the unit by ``Content/SystemId``
+    (``IdentifierGroup``: "identifiant attribué par le SAE"), which both versions define.
 
     ``rule_code_list`` names the code list of the rule ids (``AppraisalRuleCodeListVersion``,
     ``AccessRuleCodeListVersion``); default :data:`~archive_service.core.seda.names.
@@ -158,16 +169,21 @@ def build_archive_transfer(
     if not code_list.strip():
         msg = "rule_code_list must not be empty"
         raise ValueError(msg)
-    return _TransferWriter(version, manifest, code_list).render()
+    return _TransferWriter(version, manifest, code_list, existing_ids).render()
 
 
 class _TransferWriter:
     def __init__(
-        self, version: SedaVersion, manifest: TransferManifestInput, rule_code_list: str
+        self,
+        version: SedaVersion,
+        manifest: TransferManifestInput,
+        rule_code_list: str,
+        existing_ids: frozenset[str] = frozenset(),
     ) -> None:
         self.version: SedaVersion = version
         self.manifest = manifest
         self.rule_code_list = rule_code_list
+        self.existing_ids = existing_ids
 
     def el(self, parent: etree._Element, local: str, text: str | None = None) -> etree._Element:
         child = etree.SubElement(parent, seda(self.version, local))
@@ -246,6 +262,11 @@ class _TransferWriter:
     def archive_unit(self, parent: etree._Element, node: ArchiveUnitNode, *, is_root: bool) -> None:
         unit = self.el(parent, "ArchiveUnit")
         unit.set("id", node.id)
+        if node.id in self.existing_ids:
+            self.reference(unit, node, is_root=is_root)
+            for child in node.children:
+                self.archive_unit(unit, child, is_root=False)
+            return
         if node.appraisal is not None or node.access is not None:
             # ManagementGroup order: AppraisalRule, AccessRule, …, NeedAuthorization.
             management = self.el(unit, "Management")
@@ -261,6 +282,18 @@ class _TransferWriter:
             self.el(ref, "DataObjectGroupReferenceId", group_id(object_id))
         for child in node.children:
             self.archive_unit(unit, child, is_root=False)
+
+    def reference(self, unit: etree._Element, node: ArchiveUnitNode, *, is_root: bool) -> None:
+        """An already archived unit, named by its ``SystemId`` (see ``existing_ids``)."""
+        content = self.el(unit, "Content")
+        self.el(content, "DescriptionLevel", node.description.level.value)
+        self.el(content, "Title", node.description.title)
+        self.el(content, "SystemId", node.id)
+        agency = node.description.originating_agency
+        if agency is None and is_root:
+            agency = self.manifest.originating_agency
+        if agency is not None:
+            self.organization(content, "OriginatingAgency", agency)
 
     def appraisal_rule(self, management: etree._Element, rule: AppraisalRule) -> None:
         el = self.el(management, "AppraisalRule")

@@ -1,0 +1,245 @@
+"""Growing dossiers (issue 5 item 2), on both stacks: a dossier archived once, then added to
+(an avenant, a DGD) through ``POST /v1/transfers`` with ``"dossier"`` in the metadata, keeps
+one identity with a version per package; each version has its own manifest (valid against the
+official XSD) and its own token over it; refused additions leave nothing behind."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+from sqlalchemy import text, update
+
+from archive_service.db import tables as t
+from tests.fixtures.dossier import make_small_dossier, pdf_bytes
+from tests.integration.conftest import OTHER_SIRET, Env, post_transfer
+from tests.integration.test_ingest_bad_input import snapshot
+from tests.reference import official_schema
+
+SEDA = {"2.3": "fr:gouv:culture:archivesdefrance:seda:v2.3"}
+NS = {"s": SEDA["2.3"]}
+
+
+def archive_first(env: Env, tmp_path: Path, n_files: int = 5, name: str = "d") -> str:
+    """A dossier of ``n_files`` documents (5: no execution phase; 14: one), archived."""
+    metadata, _ = make_small_dossier(
+        tmp_path / name, n_files, sizes=(2_000, 4_000), message_identifier=f"GROW-{name}"
+    )
+    r = env.post_transfer(metadata, tmp_path / name)
+    assert r.status_code == 202, r.text
+    done = env.wait(r.json()["id"])
+    assert done["status"] == "accepted", done
+    unit_id: str = done["archive_unit_id"]
+    return unit_id
+
+
+def addition(
+    tmp_path: Path,
+    dossier: str,
+    name: str,
+    documents: list[tuple[str, str, str]],
+    **extra: Any,
+) -> tuple[dict[str, Any], Path]:
+    """Metadata and files of an addition: ``documents`` are (path, category, title), each a
+    real PDF."""
+    root = tmp_path / name
+    files = []
+    for path, category, title in documents:
+        data = pdf_bytes(title=title, paragraphs=[f"{title} — pièce ajoutée au dossier."])
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(data)
+        files.append(
+            {
+                "path": path,
+                "category": category,
+                "title": title,
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        )
+    return {"dossier": dossier, "message_identifier": f"ADD-{name}", "files": files, **extra}, root
+
+
+def add(env: Env, metadata: dict[str, Any], root: Path) -> dict[str, Any]:
+    r = env.post_transfer(metadata, root)
+    assert r.status_code == 202, r.text
+    done = env.wait(r.json()["id"])
+    assert done["status"] == "accepted", done
+    return done
+
+
+def get(env: Env, path: str, role: str = "archivist", **kw: Any) -> Any:
+    r = env.http.get(path, headers=env.auth(role), **kw)
+    assert r.status_code == 200, (path, r.status_code, r.text)
+    return r
+
+
+def verify_token(tmp_path: Path, manifest: bytes, token: bytes, chain: bytes, tag: str) -> None:
+    (tmp_path / f"{tag}.xml").write_bytes(manifest)
+    (tmp_path / f"{tag}.tsr").write_bytes(token)
+    (tmp_path / "chain.pem").write_bytes(chain)
+    out = subprocess.run(
+        ["openssl", "ts", "-verify", "-data", str(tmp_path / f"{tag}.xml"), "-in",
+         str(tmp_path / f"{tag}.tsr"), "-CAfile", str(tmp_path / "chain.pem")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0 and "Verification: OK" in out.stdout, out.stdout + out.stderr
+
+
+def tree_titles(node: dict[str, Any]) -> dict[str, Any]:
+    return {c["title"]: c for c in node["children"]}
+
+
+def test_a_dossier_grows_by_additions_with_one_identity(env: Env, tmp_path: Path) -> None:
+    root_id = archive_first(env, tmp_path)
+    first = get(env, f"/v1/archive-units/{root_id}").json()
+    assert "Exécution" not in tree_titles(first["tree"])
+    phase_id = first["tree"]["children"][0]["id"]
+
+    # 1. An avenant, naming the dossier by one of its phases: a new execution phase under it.
+    meta1, dir1 = addition(
+        tmp_path,
+        phase_id,
+        "avenant",
+        [("8-Execution/avenant-1.pdf", "execution.avenant", "Avenant n°1 bleuet")],
+    )
+    done1 = add(env, meta1, dir1)
+    assert done1["archive_unit_id"] == root_id
+    # 2. The DGD, with the events of the end of the contract: under that same phase.
+    meta2, dir2 = addition(
+        tmp_path,
+        root_id,
+        "dgd",
+        [("8-Execution/dgd.pdf", "execution.dgd", "Décompte général définitif coquelicot")],
+        events={"reception": "2025-03-01", "paiement_solde": "2025-06-30"},
+    )
+    done2 = add(env, meta2, dir2)
+    assert done2["archive_unit_id"] == root_id
+
+    # One identity: the whole tree under the same root, one execution phase holding both.
+    whole = get(env, f"/v1/archive-units/{root_id}").json()
+    phases = tree_titles(whole["tree"])
+    execution = phases["Exécution"]
+    assert {c["title"] for c in execution["children"]} == {
+        "Avenant n°1 bleuet",
+        "Décompte général définitif coquelicot",
+    }
+    paths = {o["path"] for o in whole["objects"]}
+    assert {"8-Execution/avenant-1.pdf", "8-Execution/dgd.pdf"} <= paths
+    assert {o["path"] for o in first["objects"]} <= paths
+    dgd = next(c for c in execution["children"] if c["title"].startswith("Décompte"))
+    assert dgd["category"] == "execution.dgd"
+
+    # Versions 1..3, each its own package, manifest and token.
+    history = get(env, f"/v1/archive-units/{dgd['id']}/versions").json()
+    assert history["dossier_id"] == root_id
+    versions = history["versions"]
+    assert [v["sequence"] for v in versions] == [1, 2, 3]
+    assert len({v["package_id"] for v in versions}) == 3
+    assert [v["message_identifier"] for v in versions] == ["GROW-d", "ADD-avenant", "ADD-dgd"]
+    assert [v["transfer_id"] for v in versions[1:]] == [done1["id"], done2["id"]]
+    assert {o["path"] for o in versions[1]["objects"]} == {"8-Execution/avenant-1.pdf"}
+    assert {u["title"] for u in versions[1]["units"]} == {"Exécution", "Avenant n°1 bleuet"}
+    assert {u["title"] for u in versions[2]["units"]} == {"Décompte général définitif coquelicot"}
+    assert {o["path"] for o in versions[2]["objects"]} == {"8-Execution/dgd.pdf"}
+
+    chain = get(env, "/v1/tsa/certificates").content
+    schema = official_schema("2.3")
+    for v in versions:
+        n = v["sequence"]
+        manifest = get(env, f"/v1/archive-units/{root_id}/versions/{n}/manifest").content
+        assert hashlib.sha256(manifest).hexdigest() == v["manifest_sha256"]
+        doc = etree.fromstring(manifest)
+        assert schema.validate(doc), schema.error_log
+        token = get(env, f"/v1/archive-units/{root_id}/versions/{n}/timestamp").content
+        verify_token(tmp_path, manifest, token, chain, f"v{n}")
+        top = doc.find("s:DataObjectPackage/s:DescriptiveMetadata/s:ArchiveUnit", NS)
+        assert top is not None and top.get("id") == root_id
+        if n > 1:
+            # The existing dossier is referred to by its SystemId, not described again.
+            assert top.findtext("s:Content/s:SystemId", namespaces=NS) == root_id
+            assert top.find("s:Management", NS) is None
+    v3 = etree.fromstring(get(env, f"/v1/archive-units/{root_id}/versions/3/manifest").content)
+    phase = v3.find(".//s:DescriptiveMetadata/s:ArchiveUnit/s:ArchiveUnit", NS)
+    assert phase is not None and phase.get("id") == execution["id"]
+    assert phase.findtext("s:Content/s:SystemId", namespaces=NS) == execution["id"]
+    # The unit's own manifest stays its package's (GET …/manifest unchanged).
+    own = get(env, f"/v1/archive-units/{dgd['id']}/manifest").content
+    assert hashlib.sha256(own).hexdigest() == versions[2]["manifest_sha256"]
+
+    # Search finds the dossier by the title of an added document.
+    hits = get(env, "/v1/archive-units", params={"q": "coquelicot"}).json()["items"]
+    assert [h["id"] for h in hits] == [root_id]
+
+    # The logbook ties each addition to the dossier and its sequence.
+    with env.services.engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT details FROM logbook_entries WHERE event_type = 'transfer.accepted' "
+                "AND subject_id = :root ORDER BY id"
+            ),
+            {"root": root_id},
+        ).all()
+    details = [json.loads(r[0]) if isinstance(r[0], str) else r[0] for r in rows]
+    assert [d.get("sequence") for d in details] == [None, 2, 3]
+    assert all(d.get("dossier_id") == root_id for d in details[1:])
+
+    # A platform of another tenant does not see the versions.
+    r = env.http.get(f"/v1/archive-units/{root_id}/versions", headers=env.auth(other_tenant=True))
+    assert r.status_code == 404
+    r = env.http.get(f"/v1/archive-units/{root_id}/versions/4/manifest", headers=env.auth())
+    assert r.status_code == 404
+
+
+def test_refused_additions_change_nothing(env: Env, tmp_path: Path) -> None:
+    root_id = archive_first(env, tmp_path, n_files=14)
+    first = get(env, f"/v1/archive-units/{root_id}").json()
+    existing = sorted(o["path"] for o in first["objects"])[0]
+
+    def refused(
+        metadata: dict[str, Any], files: Path, code: str, *, other_tenant: bool = False
+    ) -> None:
+        before = snapshot(env)
+        r = post_transfer(env.http, metadata, files, headers=env.auth(other_tenant=other_tenant))
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert code in {i["code"] for i in r.json().get("issues", [])}, r.text
+        assert snapshot(env) == before
+
+    doc = [("8-Execution/avenant-2.pdf", "execution.avenant", "Avenant n°2")]
+    meta, files = addition(tmp_path, "au-does-not-exist", "unknown", doc)
+    refused(meta, files, "dossier-unknown")
+    # Another tenant's dossier is unknown, exactly like a missing one (nothing leaks).
+    meta, files = addition(tmp_path, root_id, "tenant", doc)
+    refused(meta, files, "dossier-unknown", other_tenant=True)
+    meta, files = addition(tmp_path, root_id, "org", doc, organization=OTHER_SIRET)
+    refused(meta, files, "organization-mismatch")
+    meta, files = addition(
+        tmp_path, root_id, "dup", [(existing, "execution.avenant", "Même chemin")]
+    )
+    refused(meta, files, "path-exists")
+    meta, files = addition(tmp_path, root_id, "title", doc, title="Un autre dossier")
+    refused(meta, files, "not-allowed-in-addition")
+    meta, files = addition(tmp_path, root_id, "event", doc, events={"notification": "1999-01-01"})
+    refused(meta, files, "event-conflict")
+    # A destroyed dossier takes nothing more.
+    with env.services.engine.begin() as conn:
+        conn.execute(
+            update(t.ArchiveUnit).where(t.ArchiveUnit.id == root_id).values(status="destroyed")
+        )
+    meta, files = addition(tmp_path, root_id, "closed", doc)
+    refused(meta, files, "dossier-not-active")
+    with env.services.engine.begin() as conn:
+        conn.execute(
+            update(t.ArchiveUnit).where(t.ArchiveUnit.id == root_id).values(status="active")
+        )
+    # The same addition, now acceptable, goes in under the existing execution phase.
+    meta, files = addition(tmp_path, root_id, "ok", doc)
+    add(env, meta, files)
+    whole = get(env, f"/v1/archive-units/{root_id}").json()
+    execution = tree_titles(whole["tree"])["Exécution"]
+    assert "Avenant n°2" in {c["title"] for c in execution["children"]}
+    assert len([c for c in whole["tree"]["children"] if c["title"] == "Exécution"]) == 1
