@@ -26,23 +26,47 @@ Pure: :meth:`Referential.from_json` takes the text; reading the file is the call
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import date
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any, Protocol
 
 from archive_service.core.model import AccessRule, AppraisalRule, FinalAction, add_years
 from archive_service.core.procurement import (
     CATEGORY_BY_CODE,
     CONTRACT_TYPES,
     EVENT_NAMES,
-    DossierMetadata,
+    DossierEvents,
 )
 
 #: ``start_event`` of an access rule that runs from no event (communicable de plein droit).
 NO_EVENT = "none"
 
 _CONDITION_FLAGS = ("infructueux", "sans_suite", "recurrent")
+
+
+class ReferentialInvalid(ValueError):
+    """A référentiel that does not validate; ``problems`` lists every one ("where: what")."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("invalid retention referential: " + "; ".join(problems))
+        self.problems: tuple[str, ...] = tuple(problems)
+
+
+class RuleDossier(Protocol):
+    """What a rule decision reads of a dossier: its flags, its market type and the known
+    dates of its start events (a ``DossierMetadata`` at ingest, :class:`DossierFacts` later)."""
+
+    @property
+    def infructueux(self) -> bool: ...
+    @property
+    def sans_suite(self) -> bool: ...
+    @property
+    def recurrent(self) -> bool: ...
+    @property
+    def contract_type(self) -> str: ...
+    @property
+    def events(self) -> DossierEvents: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,7 +128,7 @@ class Case:
             and self.contract_types is None
         )
 
-    def matches(self, dossier: DossierMetadata) -> bool:
+    def matches(self, dossier: RuleDossier) -> bool:
         if self.infructueux is not None and dossier.infructueux != self.infructueux:
             return False
         if self.sans_suite is not None and dossier.sans_suite != self.sans_suite:
@@ -330,7 +354,8 @@ class Referential:
 
     @classmethod
     def from_json(cls, text: str) -> Referential:
-        """Parse and validate a référentiel; any problem → ``ValueError`` listing them all.
+        """Parse and validate a référentiel; any problem → :class:`ReferentialInvalid` (a
+        ``ValueError``) listing them all.
 
         Checked: known keys only, rule shapes, Keep/Destroy, start events among
         :data:`~archive_service.core.procurement.EVENT_NAMES`, a basis on every rule, profiles
@@ -340,8 +365,7 @@ class Referential:
         try:
             raw: Any = json.loads(text)
         except json.JSONDecodeError as exc:
-            msg = f"retention referential is not valid JSON: {exc}"
-            raise ValueError(msg) from exc
+            raise ReferentialInvalid([f"not valid JSON: {exc}"]) from exc
         r = _Reader()
         top = {
             "version",
@@ -357,7 +381,7 @@ class Referential:
         }
         required = top - {"title", "status", "start_events"}
         if not r.obj(raw, "referential", top, required):
-            raise ValueError("invalid retention referential: " + "; ".join(r.problems))
+            raise ReferentialInvalid(r.problems)
 
         version = r.text(raw["version"], "version")
         source = r.text(raw["source"], "source")
@@ -420,7 +444,7 @@ class Referential:
                 r.fail("categories", f"category {code!r} has no rules")
 
         if r.problems:
-            raise ValueError("invalid retention referential: " + "; ".join(r.problems))
+            raise ReferentialInvalid(r.problems)
         return cls(
             version=version,
             source=source,
@@ -432,7 +456,7 @@ class Referential:
         )
 
     def _select(
-        self, profiles: Mapping[str, tuple[Case, ...]], profile: str, dossier: DossierMetadata
+        self, profiles: Mapping[str, tuple[Case, ...]], profile: str, dossier: RuleDossier
     ) -> str:
         for case in profiles[profile]:
             if case.matches(dossier):
@@ -446,17 +470,17 @@ class Referential:
             msg = f"unknown document category {category!r}"
             raise KeyError(msg) from None
 
-    def appraisal_rule_for(self, category: str, dossier: DossierMetadata) -> AppraisalRuleDef:
+    def appraisal_rule_for(self, category: str, dossier: RuleDossier) -> AppraisalRuleDef:
         """The rule definition (with its basis) that applies; see :meth:`appraisal_for`."""
         profile = self._category(category).appraisal_profile
         return self.appraisal_rules[self._select(self.appraisal_profiles, profile, dossier)]
 
-    def access_rule_for(self, category: str, dossier: DossierMetadata) -> AccessRuleDef:
+    def access_rule_for(self, category: str, dossier: RuleDossier) -> AccessRuleDef:
         """The access rule definition (with its basis) that applies; see :meth:`access_for`."""
         profile = self._category(category).access_profile
         return self.access_rules[self._select(self.access_profiles, profile, dossier)]
 
-    def appraisal_for(self, category: str, dossier: DossierMetadata) -> AppraisalRule:
+    def appraisal_for(self, category: str, dossier: RuleDossier) -> AppraisalRule:
         """The resolved appraisal rule of a document of ``category`` in ``dossier``.
 
         With several terms, the term ending last wins (DUA = max of the applicable rules,
@@ -487,7 +511,7 @@ class Referential:
             label=rule.label,
         )
 
-    def access_for(self, category: str, dossier: DossierMetadata) -> AccessRule:
+    def access_for(self, category: str, dossier: RuleDossier) -> AccessRule:
         """The resolved access rule (communicability) of a document of ``category``.
 
         The first start event with a known date is used (the later ones in the list are
@@ -520,3 +544,286 @@ class Referential:
             start_event=rule.start_events[0],
             label=rule.label,
         )
+
+
+# --------------------------------------------------------------------------------------------
+# Dossier events and the recomputation of a dossier's rules (issue 5, "events drive retention")
+# --------------------------------------------------------------------------------------------
+
+DISPUTE_OPENED = "dispute_opened"
+DISPUTE_CLOSED = "dispute_closed"
+#: Every event a dossier may record: the start events, then a dispute (contentieux) opening
+#: and closing, which suspend the DUA (procurement.md §2.4, "suspension while a dispute is
+#: open").
+LIFECYCLE_EVENTS: tuple[str, ...] = (*EVENT_NAMES, DISPUTE_OPENED, DISPUTE_CLOSED)
+#: Start events that also set a dossier flag changing the profile's case (procurement.md §2.4,
+#: "flags that change the sort final").
+FLAG_EVENTS: Mapping[str, str] = {"infructuosite": "infructueux", "sans_suite": "sans_suite"}
+
+
+@dataclass(frozen=True, slots=True)
+class Dispute:
+    """A contentieux: opened, and closed once it ended (``None`` while still open)."""
+
+    opened: date
+    closed: date | None = None
+
+    def __post_init__(self) -> None:
+        if self.closed is not None and self.closed < self.opened:
+            msg = "a dispute cannot close before it opened"
+            raise ValueError(msg)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DossierFacts:
+    """What the rules of a dossier depend on, after every event it recorded."""
+
+    contract_type: str
+    infructueux: bool = False
+    sans_suite: bool = False
+    recurrent: bool = False
+    events: DossierEvents = field(default_factory=DossierEvents)
+    disputes: tuple[Dispute, ...] = ()
+
+    @property
+    def dispute_open(self) -> bool:
+        return any(d.closed is None for d in self.disputes)
+
+
+def dossier_facts(
+    *,
+    contract_type: str,
+    infructueux: bool = False,
+    sans_suite: bool = False,
+    recurrent: bool = False,
+    events: Iterable[tuple[str, date]] = (),
+) -> DossierFacts:
+    """Fold ``events`` (in the order they were recorded) into the facts of a dossier.
+
+    A start event recorded again with another date replaces the earlier one (a correction,
+    or a later transfer's metadata); ``infructuosite`` / ``sans_suite`` also set their flag;
+    dispute openings and closings pair up in order. The sequence is assumed valid
+    (:func:`check_event` guards each new event).
+    """
+    dates: dict[str, date] = {}
+    flags = {"infructueux": infructueux, "sans_suite": sans_suite}
+    disputes: list[Dispute] = []
+    for name, when in events:
+        if name == DISPUTE_OPENED:
+            disputes.append(Dispute(when))
+        elif name == DISPUTE_CLOSED:
+            if disputes and disputes[-1].closed is None:
+                disputes[-1] = Dispute(disputes[-1].opened, max(when, disputes[-1].opened))
+        elif name in EVENT_NAMES:
+            dates[name] = when
+            if name in FLAG_EVENTS:
+                flags[FLAG_EVENTS[name]] = True
+        else:
+            msg = f"unknown dossier event {name!r}"
+            raise ValueError(msg)
+    return DossierFacts(
+        contract_type=contract_type,
+        infructueux=flags["infructueux"],
+        sans_suite=flags["sans_suite"],
+        recurrent=recurrent,
+        events=DossierEvents(**dates),
+        disputes=tuple(disputes),
+    )
+
+
+#: What :func:`check_event` found: a new fact, the same fact again, or another date for it.
+NEW = "new"
+DUPLICATE = "duplicate"
+CONTRADICTION = "contradiction"
+
+
+def check_event(
+    known: Sequence[tuple[str, date]], event: str, when: date, *, today: date
+) -> tuple[str, date | None]:
+    """Whether ``event`` on ``when`` may be added to a dossier that recorded ``known``.
+
+    Returns ``(NEW, None)``, ``(DUPLICATE, when)`` (already recorded with this date: nothing
+    to do) or ``(CONTRADICTION, recorded_date)`` for a start event recorded with another
+    date (the caller decides whether a correction is allowed). Raises ``InvalidInput`` for an
+    unknown event or a date after ``today``, ``Conflict`` for a dispute sequence that cannot
+    be (a closing with no open dispute, a second open dispute, dates going backwards).
+    """
+    from archive_service.errors import Conflict, InvalidInput, Issue
+
+    if event not in LIFECYCLE_EVENTS:
+        raise InvalidInput(
+            f"unknown dossier event {event!r}",
+            issues=[Issue("unknown-event", f"known: {', '.join(LIFECYCLE_EVENTS)}", "event")],
+        )
+    if when > today:
+        raise InvalidInput(
+            f"{event} on {when.isoformat()} is in the future (today is {today.isoformat()})",
+            issues=[Issue("future-date", "an event is recorded once it happened", "date")],
+        )
+    facts = dossier_facts(contract_type="", events=known)
+    last = facts.disputes[-1] if facts.disputes else None
+    if event == DISPUTE_OPENED:
+        if last is not None and last.closed is None:
+            if last.opened == when:
+                return DUPLICATE, when
+            raise Conflict(
+                f"a dispute is already open since {last.opened.isoformat()}; close it first",
+                issues=[Issue("dispute-open", "one dispute open at a time", "event")],
+            )
+        if last is not None and last.closed is not None and when < last.closed:
+            raise Conflict(
+                f"a dispute cannot open on {when.isoformat()}, before the previous one closed "
+                f"({last.closed.isoformat()})",
+                issues=[Issue("dispute-overlap", "disputes follow one another", "date")],
+            )
+        return NEW, None
+    if event == DISPUTE_CLOSED:
+        if last is None or last.closed is not None:
+            if last is not None and last.closed == when:
+                return DUPLICATE, when
+            raise Conflict(
+                "no dispute is open on this dossier",
+                issues=[Issue("no-open-dispute", "dispute_closed needs an open dispute", "event")],
+            )
+        if when < last.opened:
+            raise InvalidInput(
+                f"the dispute opened on {last.opened.isoformat()}; it cannot close on "
+                f"{when.isoformat()}",
+                issues=[Issue("closed-before-opened", "closing date before opening", "date")],
+            )
+        return NEW, None
+    recorded = facts.events.get(event)
+    if recorded is None:
+        return NEW, None
+    if recorded == when:
+        return DUPLICATE, when
+    return CONTRADICTION, recorded
+
+
+def suspend(start: date, end: date, disputes: Sequence[Dispute]) -> tuple[date | None, int, bool]:
+    """The end of a DUA running from ``start`` to ``end`` once disputes suspend it.
+
+    The clock stops while a dispute is open: each closed dispute pushes the end by the days
+    it overlapped the running period (from ``start`` to the end as pushed so far, in
+    chronological order); a dispute before the start, or after the DUA ended, pushes
+    nothing. While any dispute is open the DUA is suspended: no end date (``None``; the unit
+    is not due). Returns ``(end or None, days pushed, suspended)``.
+    """
+    pushed = 0
+    current = end
+    suspended = False
+    for dispute in sorted(disputes, key=lambda d: d.opened):
+        if dispute.closed is None:
+            suspended = True
+            continue
+        lower = max(dispute.opened, start)
+        if lower < current and dispute.closed > lower:
+            days = (dispute.closed - lower).days
+            current += timedelta(days=days)
+            pushed += days
+    return (None if suspended else current), pushed, suspended
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ComputedRules:
+    """The rules of one categorized unit under the référentiel in force and the dossier's
+    facts: ``appraisal_end`` is the end after suspensions (``None`` while pending or while a
+    dispute is open); ``access_end`` when it becomes communicable (``None``: freely so, or
+    pending)."""
+
+    appraisal: AppraisalRule
+    access: AccessRule
+    appraisal_end: date | None
+    access_end: date | None
+    suspended: bool
+    suspension_days: int
+
+
+def compute_rules(referential: Referential, category: str, facts: DossierFacts) -> ComputedRules:
+    """Appraisal (DUA = max of the rule's terms; pending while a start date is unknown) and
+    access rule of a unit of ``category``, with the dossier's disputes suspending the DUA."""
+    appraisal = referential.appraisal_for(category, facts)
+    access = referential.access_for(category, facts)
+    base = appraisal.end_date
+    suspended = facts.dispute_open
+    days = 0
+    end: date | None = None
+    if base is not None and appraisal.start_date is not None:
+        end, days, suspended = suspend(appraisal.start_date, base, facts.disputes)
+    return ComputedRules(
+        appraisal=appraisal,
+        access=access,
+        appraisal_end=end,
+        access_end=access.end_date,
+        suspended=suspended,
+        suspension_days=days,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnitNode:
+    """A unit of a dossier as the recomputation sees it."""
+
+    id: str
+    parent_id: str | None
+    category: str | None
+    own_rule: bool
+    """The unit carries a rule of its own (ours, or a foreign transfer's)."""
+    active: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnitOutcome:
+    """What a recomputation gives one unit: its own rules (``rules``), or for a unit without
+    a category under a recomputed one, the ends it inherits (``rules`` None)."""
+
+    unit_id: str
+    rules: ComputedRules | None
+    appraisal_end: date | None
+    access_end: date | None
+    suspended: bool
+
+
+def recompute_dossier(
+    referential: Referential, facts: DossierFacts, units: Sequence[UnitNode]
+) -> dict[str, UnitOutcome]:
+    """The new rules of every active unit of a dossier that has a document category, and
+    of the units below one of them that have no rule of their own (they inherit its ends,
+    as at ingest). Units without a category and not under a recomputed unit — the dossier
+    and phase units, a foreign SEDA transfer's units with the sender's rules — are left out:
+    nothing here knows better than what they carry. Destroyed or transferred units too."""
+    children: dict[str | None, list[UnitNode]] = {}
+    ids = {u.id for u in units}
+    for u in units:
+        parent = u.parent_id if u.parent_id in ids else None
+        children.setdefault(parent, []).append(u)
+    out: dict[str, UnitOutcome] = {}
+
+    def visit(node: UnitNode, inherited: UnitOutcome | None) -> None:
+        outcome: UnitOutcome | None = None
+        if node.active and node.category is not None:
+            rules = compute_rules(referential, node.category, facts)
+            outcome = UnitOutcome(
+                unit_id=node.id,
+                rules=rules,
+                appraisal_end=rules.appraisal_end,
+                access_end=rules.access_end,
+                suspended=rules.suspended,
+            )
+        elif node.active and inherited is not None and not node.own_rule:
+            outcome = UnitOutcome(
+                unit_id=node.id,
+                rules=None,
+                appraisal_end=inherited.appraisal_end,
+                access_end=inherited.access_end,
+                suspended=inherited.suspended,
+            )
+        if outcome is not None:
+            out[node.id] = outcome
+        below = outcome if outcome is not None else (None if node.own_rule else inherited)
+        for child in children.get(node.id, []):
+            visit(child, below)
+
+    for top in children.get(None, []):
+        visit(top, None)
+    return out
