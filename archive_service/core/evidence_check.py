@@ -110,16 +110,122 @@ def check_bundle(
     checks: list[CheckResult] = []
     index = _check_index(read(BUNDLE_FILE), checks)
     manifest, token, chain = read(MANIFEST_FILE), read(TOKEN_FILE), read(CHAIN_FILE)
+    others = _other_packages(index, read, checks)
+    listing = None if content_listing is None else list(content_listing)
     checks.extend(
-        check_package(manifest, token, chain, open_object, content_listing=content_listing).checks
+        check_package(
+            manifest, token, chain, open_object, content_listing=None if others else listing
+        ).checks
     )
     objects = _manifest_objects(manifest)
-    _check_sums(objects, read, checks)
+    every = list(objects or [])
+    for other in others:
+        checks.extend(
+            CheckResult(f"{other.label} {c.name}", c.ok, c.expected, c.found, c.subject or "")
+            for c in check_package(other.manifest, other.token, chain, open_object).checks
+        )
+        every.extend(other.objects or [])
+        if other.objects is None:
+            objects = None
+    if others and listing is not None:
+        _check_unlisted_all(every, listing, checks)
+    destroyed = _destroyed(index)
+    _check_sums(
+        None if objects is None else [o for o in every if o.uri not in destroyed], read, checks
+    )
     _check_chain(chain, pins.tsa_root, checks)
     note = _check_checkpoint(read, chain, index, pins.logbook_key, checks)
     entries = _check_entries(read, note, checks)
-    _check_lifecycle(index, manifest, token, objects, entries, checks)
+    known = {str(p.package_id) for p in others} | {str(p.transfer_id) for p in others}
+    for other in others:
+        known |= _manifest_unit_ids(other.manifest) | {o.id for o in other.objects or []}
+    _check_lifecycle(index, manifest, token, objects, entries, checks, known=known)
+    for other in others:
+        _check_package_entries(
+            other.label,
+            {"package_id": other.package_id, "transfer_id": other.transfer_id},
+            other.manifest,
+            other.token,
+            [o for o in other.objects or [] if o.uri not in destroyed],
+            other.objects is None,
+            entries,
+            checks,
+        )
     return VerificationReport(tuple(checks))
+
+
+@dataclass(frozen=True, slots=True)
+class _OtherPackage:
+    """A package of the dossier beside the unit's own (``bundle.json`` ``packages``)."""
+
+    label: str
+    package_id: str
+    transfer_id: str
+    manifest: bytes | None
+    token: bytes | None
+    objects: list[_Declared] | None
+
+
+def _other_packages(
+    index: dict[str, Any], read: ReadFile, checks: list[CheckResult]
+) -> list[_OtherPackage]:
+    """The packages ``bundle.json`` lists besides the unit's own (a dossier that grew: each
+    addition is a package with its own manifest and token, under ``packages/<n>/``)."""
+    listed = index.get("packages")
+    if listed is None:
+        return []
+    name = "0.1 bundle.json lists the dossier's packages"
+    if not isinstance(listed, list) or not all(isinstance(p, dict) for p in listed):
+        _fail(checks, name, "a list of packages", f"{type(listed).__name__}", BUNDLE_FILE)
+        return []
+    out: list[_OtherPackage] = []
+    own = False
+    for item in listed:
+        if item.get("package_id") == index.get("package_id"):
+            own = own or item.get("manifest") == MANIFEST_FILE
+            continue
+        manifest_file, token_file = str(item.get("manifest")), str(item.get("timestamp"))
+        manifest = read(manifest_file)
+        out.append(
+            _OtherPackage(
+                label=f"v{item.get('sequence')}",
+                package_id=str(item.get("package_id")),
+                transfer_id=str(item.get("transfer_id")),
+                manifest=manifest,
+                token=read(token_file),
+                objects=_manifest_objects(manifest),
+            )
+        )
+    checks.append(
+        CheckResult(
+            name,
+            own,
+            f"the unit's package {index.get('package_id')} as {MANIFEST_FILE}, and the others",
+            f"{len(listed)} packages" + ("" if own else ", the unit's own not among them"),
+            BUNDLE_FILE,
+        )
+    )
+    return out
+
+
+def _destroyed(index: dict[str, Any]) -> set[str]:
+    """Uris of objects the bundle declares destroyed (disposed of with a visa): in their
+    manifest still, but no longer held, so not in the sums."""
+    listed = index.get("destroyed")
+    if not isinstance(listed, list):
+        return set()
+    return {str(d.get("uri")) for d in listed if isinstance(d, dict)}
+
+
+def _check_unlisted_all(
+    objects: list[_Declared], listing: list[str], checks: list[CheckResult]
+) -> None:
+    name = "4. no unlisted file under content/"
+    extra = sorted(set(listing) - {o.uri for o in objects})
+    if not extra:
+        checks.append(CheckResult(name, True, "only listed files", "only listed files", "content"))
+    for path in extra:
+        checks.append(CheckResult(name, False, "not in any package", "unlisted file", path))
 
 
 def _fail(checks: list[CheckResult], name: str, expected: str, found: str, subject: str) -> None:
@@ -392,6 +498,8 @@ def _check_lifecycle(
     objects: list[_Declared] | None,
     entries: list[dict[str, Any]],
     checks: list[CheckResult],
+    *,
+    known: set[str] | None = None,
 ) -> None:
     package, transfer, unit = (
         index.get("package_id"),
@@ -409,10 +517,10 @@ def _check_lifecycle(
             MANIFEST_FILE,
         )
     )
-    known = units | object_ids | {package, transfer}
+    bound = {str(k) for k in units | object_ids | {package, transfer}} | (known or set())
     strangers = sorted(
         {str(e.get("subject", {}).get("id")) for e in entries if isinstance(e.get("subject"), dict)}
-        - {str(k) for k in known}
+        - bound
     )
     checks.append(
         CheckResult(
@@ -425,6 +533,35 @@ def _check_lifecycle(
             PROOFS_FILE,
         )
     )
+
+    destroyed = _destroyed(index)
+    _check_package_entries(
+        "",
+        index,
+        manifest,
+        token,
+        [o for o in objects or [] if o.uri not in destroyed],
+        objects is None,
+        entries,
+        checks,
+    )
+
+
+def _check_package_entries(
+    label: str,
+    index: dict[str, Any],
+    manifest: bytes | None,
+    token: bytes | None,
+    objects: list[_Declared],
+    unreadable: bool,
+    entries: list[dict[str, Any]],
+    checks: list[CheckResult],
+) -> None:
+    """Checks 9.3-9.5 for one package (``label``: "" for the unit's own, ``v<n>`` for
+    another package of the dossier)."""
+    package, transfer = index.get("package_id"), index.get("transfer_id")
+    units = _manifest_unit_ids(manifest)
+    prefix = f"{label} " if label else ""
 
     def about(kind: str, subject: object) -> list[dict[str, Any]]:
         return [
@@ -444,7 +581,7 @@ def _check_lifecycle(
     found = [{k: (e.get("details") or {}).get(k) for k in digests} for e in stamped]
     checks.append(
         CheckResult(
-            "9.3 package.timestamped entry = this manifest and token",
+            prefix + "9.3 package.timestamped entry = this manifest and token",
             any(f == digests for f in found),
             f"package {package}: {json.dumps(digests, sort_keys=True)}",
             json.dumps(found, sort_keys=True) if found else "no such entry",
@@ -460,7 +597,7 @@ def _check_lifecycle(
     ]
     checks.append(
         CheckResult(
-            "9.4 transfer.accepted entry ties the transfer and package to the dossier",
+            prefix + "9.4 transfer.accepted entry ties the transfer and package to the dossier",
             bool(accepted),
             f"transfer {transfer}, package {package}, subject a unit of the manifest",
             f"entry {accepted[0].get('id')}" if accepted else "no such entry",
@@ -471,8 +608,8 @@ def _check_lifecycle(
     missing = sorted(o.uri for o in objects or [] if o.sha256 not in stored)
     checks.append(
         CheckResult(
-            "9.5 object.stored entries for every object",
-            objects is not None and not missing,
+            prefix + "9.5 object.stored entries for every object",
+            not unreadable and not missing,
             f"{len(objects or [])} objects stored, each logged with its SHA-256",
             f"missing for {', '.join(missing)}" if missing else f"{len(objects or [])} logged",
             PROOFS_FILE,

@@ -229,7 +229,11 @@ class EvidenceService:
         manifest = self._read(package.tenant_id, package.id, package.manifest_key)
         token = self._read(package.tenant_id, package.id, package.timestamp_key)
         chain = self._tsa.certificate_chain_pem()
+        dossier = self._dossier(caller, unit, package, objects)
+        objects = dossier.objects
         entries = self._logbook.lifecycle(caller, unit.id)
+        if dossier.others:
+            entries = self._with_package_entries(caller.tenant_id, entries, dossier.others)
         _check_columns(entries)
         checkpoint = self._covering_checkpoint(caller.tenant_id, entries)
         proofs = [self._logbook.inclusion(caller, e.id, checkpoint.size) for e in entries]
@@ -259,6 +263,7 @@ class EvidenceService:
                         }
                         for o in objects
                     ],
+                    **dossier.index(package),
                 }
             ),
             MANIFEST_FILE: manifest,
@@ -295,6 +300,14 @@ class EvidenceService:
         }
         for entry in entries:
             files[_entry_file(entry.id)] = entry.canonical
+        for other in dossier.others:
+            folder = _package_dir(other)
+            files[f"{folder}/{MANIFEST_FILE}"] = self._read(
+                other.tenant_id, other.id, other.manifest_key
+            )
+            files[f"{folder}/{TOKEN_FILE}"] = self._read(
+                other.tenant_id, other.id, other.timestamp_key
+            )
         scripts = resources.files("archive_service.core.logbook")
         files["verify_proofs.py"] = scripts.joinpath("proofcheck.py").read_bytes()
         files["merkle.py"] = scripts.joinpath("merkle.py").read_bytes()
@@ -328,6 +341,56 @@ class EvidenceService:
             open_object=self._open_object,
         )
 
+    def _dossier(
+        self,
+        caller: Caller,
+        unit: UnitRecord,
+        package: PackageRecord,
+        objects: Sequence[ObjectRecord],
+    ) -> _DossierCover:
+        """The packages the bundle covers: the unit's own and every package that added a
+        unit below it (for a dossier's root: every package of the dossier, each addition its
+        own manifest and token); the objects of those packages, those of destroyed or
+        transferred units set apart (listed, no longer held)."""
+        with self._uow() as uow:
+            family = uow.archive.units_of_root(caller.tenant_id, unit.root_id)
+            packages = uow.archive.packages_of_root(caller.tenant_id, unit.root_id)
+        below = _subtree(unit.id, family)
+        covered = {u.package_id for u in family if u.id in below} | {package.id}
+        status = {u.id: u.status for u in family}
+        kept = [o for o in objects if o.package_id in covered]
+        return _DossierCover(
+            packages=tuple(p for p in packages if p.id in covered),
+            others=tuple(p for p in packages if p.id in covered and p.id != package.id),
+            objects=tuple(o for o in kept if status.get(o.archive_unit_id, "active") == "active"),
+            gone=tuple(
+                (o, status[o.archive_unit_id])
+                for o in kept
+                if status.get(o.archive_unit_id, "active") != "active"
+            ),
+        )
+
+    def _with_package_entries(
+        self,
+        tenant_id: str,
+        entries: Sequence[LogEntryRecord],
+        others: Sequence[PackageRecord],
+    ) -> list[LogEntryRecord]:
+        """``entries`` and those about the other packages and their transfers, by id."""
+        subjects = sorted({p.id for p in others} | {p.transfer_id for p in others})
+        found = {e.id: e for e in entries}
+        after = 0
+        with self._uow() as uow:
+            while True:
+                page = uow.logbook.entries(
+                    tenant_id, subject_ids=subjects, after_id=after, limit=ENTRY_PAGE
+                )
+                found.update((e.id, e) for e in page)
+                if len(page) < ENTRY_PAGE:
+                    break
+                after = page[-1].id
+        return [found[i] for i in sorted(found)]
+
     def _covering_checkpoint(
         self, tenant_id: str, entries: Sequence[LogEntryRecord]
     ) -> CheckpointRecord:
@@ -358,6 +421,67 @@ class EvidenceService:
 
     def _open_object(self, record: ObjectRecord) -> BinaryIO:
         return self._open(record.tenant_id, record.package_id, record.storage_key)
+
+
+ENTRY_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class _DossierCover:
+    packages: tuple[PackageRecord, ...]
+    others: tuple[PackageRecord, ...]
+    objects: tuple[ObjectRecord, ...]
+    gone: tuple[tuple[ObjectRecord, str], ...]
+
+    def index(self, own: PackageRecord) -> dict[str, Any]:
+        """``bundle.json`` members for a dossier that grew (nothing for a single package)."""
+        out: dict[str, Any] = {}
+        if self.others:
+            out["packages"] = [
+                {
+                    "sequence": p.sequence,
+                    "package_id": p.id,
+                    "transfer_id": p.transfer_id,
+                    "created_at": p.created_at.isoformat(),
+                    "manifest_sha256": p.manifest_sha256,
+                    "manifest": MANIFEST_FILE
+                    if p.id == own.id
+                    else f"{_package_dir(p)}/manifest.xml",
+                    "timestamp": TOKEN_FILE
+                    if p.id == own.id
+                    else f"{_package_dir(p)}/timestamp.tsr",
+                }
+                for p in self.packages
+            ]
+        if self.gone:
+            out["destroyed"] = [
+                {
+                    "id": o.id,
+                    "uri": o.uri,
+                    "path": o.path,
+                    "sha256": o.sha256,
+                    "unit_id": o.archive_unit_id,
+                    "status": status,
+                }
+                for o, status in self.gone
+            ]
+        return out
+
+
+def _package_dir(package: PackageRecord) -> str:
+    return f"packages/{package.sequence}"
+
+
+def _subtree(unit_id: str, family: Sequence[UnitRecord]) -> set[str]:
+    children: dict[str | None, list[str]] = {}
+    for u in family:
+        children.setdefault(u.parent_id, []).append(u.id)
+    out, todo = set(), [unit_id]
+    while todo:
+        current = todo.pop()
+        out.add(current)
+        todo.extend(children.get(current, []))
+    return out
 
 
 def _check_columns(entries: Sequence[LogEntryRecord]) -> None:

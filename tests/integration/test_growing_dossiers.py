@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -243,3 +244,54 @@ def test_refused_additions_change_nothing(env: Env, tmp_path: Path) -> None:
     execution = tree_titles(whole["tree"])["Exécution"]
     assert "Avenant n°2" in {c["title"] for c in execution["children"]}
     assert len([c for c in whole["tree"]["children"] if c["title"] == "Exécution"]) == 1
+
+
+def test_evidence_of_a_grown_dossier_covers_every_package(env: Env, tmp_path: Path) -> None:
+    from tests.integration.test_evidence import archive_verify, failed, fetch
+
+    root_id = archive_first(env, tmp_path, n_files=14)
+    meta1, dir1 = addition(
+        tmp_path,
+        root_id,
+        "avenant",
+        [("8-Execution/avenant-1.pdf", "execution.avenant", "Avenant n°1")],
+    )
+    add(env, meta1, dir1)
+    meta2, dir2 = addition(
+        tmp_path, root_id, "dgd", [("8-Execution/dgd.pdf", "execution.dgd", "DGD")]
+    )
+    add(env, meta2, dir2)
+    versions = get(env, f"/v1/archive-units/{root_id}/versions").json()["versions"]
+    all_objects = {o["sha256"] for v in versions for o in v["objects"]}
+
+    data = fetch(env, root_id)
+    bundle = tmp_path / "evidence.zip"
+    bundle.write_bytes(data)
+    code, report, text_out = archive_verify(bundle)
+    assert code == 0, text_out
+    assert not failed(report)
+    names = {c["name"] for c in report["checks"]}
+    # Each later package is checked on its own: token over its manifest, its logbook entries.
+    assert any(n.startswith("v2 ") for n in names) and any(n.startswith("v3 9.5") for n in names)
+
+    with zipfile.ZipFile(bundle) as zf:
+        index = json.loads(zf.read("bundle.json"))
+        assert [p["sequence"] for p in index["packages"]] == [1, 2, 3]
+        sums = {line.split()[0] for line in zf.read("SHA256SUMS").decode().splitlines()}
+        assert sums == all_objects
+        for p in index["packages"]:
+            manifest = zf.read(p["manifest"])
+            assert hashlib.sha256(manifest).hexdigest() == p["manifest_sha256"]
+            zf.read(p["timestamp"])
+
+    # A bundle whose later package's token was swapped for the first's fails, naming it.
+    forged = tmp_path / "forged.zip"
+    with zipfile.ZipFile(bundle) as src, zipfile.ZipFile(forged, "w") as dst:
+        for item in src.infolist():
+            body = src.read(item.filename)
+            if item.filename == "packages/3/timestamp.tsr":
+                body = src.read("timestamp.tsr")
+            dst.writestr(item.filename, body)
+    code, report, _ = archive_verify(forged)
+    assert code != 0
+    assert any(name.startswith("v3 ") for name, _subject in failed(report)), failed(report)
