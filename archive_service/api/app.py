@@ -26,10 +26,10 @@ from archive_service.api.lifecycle import router as lifecycle_router
 from archive_service.api.logbook import router as logbook_router
 from archive_service.api.requests import RequestContext
 from archive_service.api.upload import is_zip, read_transfer, read_zip
-from archive_service.api.views import transfer_json, unit_json, unit_summary_json
+from archive_service.api.views import search_hit_json, transfer_json, unit_json
 from archive_service.config import Settings
 from archive_service.errors import ArchiveError, InvalidInput, Issue
-from archive_service.ports import Caller, SearchQuery, timed
+from archive_service.ports import Caller, Role, SearchQuery, timed
 from archive_service.services.ingest import RegisterOutcome
 from archive_service.wiring import Services, build_services, periodic_jobs, resume_unfinished
 
@@ -178,7 +178,10 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         notified_to: date | None = None,
         cursor: str | None = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 20,
+        communicable: bool | None = None,
     ) -> Any:
+        """Dossiers of the caller's tenant, newest first, each with an ``access`` block
+        (communicable now, or until when); ``communicable=true|false`` filters on it."""
         try:
             units, next_cursor = services.retrieval.search(
                 caller,
@@ -191,13 +194,17 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
                     notified_to=notified_to,
                     cursor=cursor,
                     limit=limit,
+                    communicable=communicable,
                 ),
             )
         except ValueError as exc:
             raise InvalidInput(
                 str(exc), issues=[Issue("invalid-cursor", str(exc), "cursor")]
             ) from None
-        return {"items": [unit_summary_json(u) for u in units], "next_cursor": next_cursor}
+        return {
+            "items": [search_hit_json(h, producer=caller.role is Role.PLATFORM) for h in units],
+            "next_cursor": next_cursor,
+        }
 
     @app.get("/v1/archive-units/{unit_id}")
     def get_unit(unit_id: str, caller: CallerDep, services: ServicesDep) -> Any:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from archive_service.core.communicability import AccessDecision
 from archive_service.ports import ObjectRecord, TransferRecord, UnitRecord
-from archive_service.services.retrieval import UnitView
+from archive_service.services.retrieval import SearchHit, UnitView
 
 
 def transfer_json(t: TransferRecord) -> dict[str, Any]:
@@ -55,6 +56,34 @@ def unit_summary_json(u: UnitRecord) -> dict[str, Any]:
         "cpv": u.cpv,
         "notification_date": u.notification_date.isoformat() if u.notification_date else None,
         "created_at": u.created_at.isoformat(),
+        "status": u.status,
+    }
+
+
+def access_json(decision: AccessDecision, *, producer: bool = False) -> dict[str, Any]:
+    """The ``access`` block: communicable now (for anyone but the producer) or until when.
+
+    ``you_may_read``: the caller may read the content today (the producer's platform reads
+    its own records whatever the delay)."""
+    return {
+        **decision.members(),
+        "explanation": decision.explanation,
+        "you_may_read": decision.communicable or producer,
+    }
+
+
+def search_hit_json(hit: SearchHit, *, producer: bool = False) -> dict[str, Any]:
+    """A dossier in search results: its summary, and whether all its documents are
+    communicable now (``restricted_documents``, ``pending_documents``, ``restricted_until``)."""
+    return {
+        **unit_summary_json(hit.unit),
+        "access": {
+            **access_json(hit.access, producer=producer),
+            "communicable": hit.communicable,
+            "restricted_documents": hit.restricted_units,
+            "pending_documents": hit.pending_units,
+            "restricted_until": hit.restricted_until,
+        },
     }
 
 
@@ -67,16 +96,25 @@ def unit_json(view: UnitView) -> dict[str, Any]:
     for u in view.units:
         children.setdefault(u.parent_id, []).append(u)
 
+    def access(u: UnitRecord) -> dict[str, Any] | None:
+        decision = view.access.get(u.id)
+        return access_json(decision, producer=view.producer) if decision else None
+
     def node(u: UnitRecord) -> dict[str, Any]:
-        return {
+        out = {
             "id": u.id,
             "title": u.title,
             "level": u.level,
             "category": u.category,
+            "status": u.status,
             "rules": _rules(u),
+            "access": access(u),
             "objects": objects_by_unit.get(u.id, []),
             "children": [node(c) for c in children.get(u.id, [])],
         }
+        if u.id in view.gone:
+            out["tombstone"] = view.gone[u.id]["tombstone"]
+        return out
 
     u = view.unit
     pending = [
@@ -92,6 +130,8 @@ def unit_json(view: UnitView) -> dict[str, Any]:
         "package_id": view.package.id,
         "content": u.content,
         "rules": _rules(u),
+        "access": access(u),
+        "tombstone": view.gone[u.id]["tombstone"] if u.id in view.gone else None,
         "pending_rules": pending,
         "tree": node(u),
         "objects": [object_json(o) for o in view.objects],

@@ -2,6 +2,11 @@
 
 A search returns root archive units (dossiers) of the caller's tenant, newest first; the
 cursor is the last id of the previous page, so pages stay stable while dossiers arrive.
+
+The ``communicable`` filter reads the rules as recorded on the units (``access_end`` and the
+``pending`` flag of ``access``, both kept current by the events service): a dossier is
+restricted on ``as_of`` when one of its active units is still pending or ends after that day
+(the end date itself is the first communicable day, core/communicability.py).
 """
 
 from __future__ import annotations
@@ -9,8 +14,8 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from sqlalchemy import Select, and_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, and_, exists, not_, or_, select, true
+from sqlalchemy.orm import Session, aliased
 
 from archive_service.db import tables as t
 from archive_service.ports import SearchPage, SearchQuery
@@ -43,7 +48,25 @@ def dossier_select(query: SearchQuery) -> Select[Any]:
         conditions.append(unit.notification_date <= query.notified_to)
     if query.cursor:
         conditions.append(unit.id < decode_cursor(query.cursor))
+    if query.communicable is not None:
+        restricted = restricted_dossier(query)
+        conditions.append(not_(restricted) if query.communicable else restricted)
     return select(unit.id).where(and_(*conditions))
+
+
+def restricted_dossier(query: SearchQuery) -> ColumnElement[bool]:
+    """True for a dossier holding a unit not communicable on ``query.as_of``."""
+    if query.as_of is None:
+        msg = "the communicable filter needs the day to judge on (as_of)"
+        raise ValueError(msg)
+    unit = t.ArchiveUnit
+    part = aliased(t.ArchiveUnit)
+    return exists().where(
+        part.tenant_id == unit.tenant_id,
+        part.root_id == unit.id,
+        part.status == "active",
+        or_(part.access_end > query.as_of, part.access["pending"].as_boolean() == true()),
+    )
 
 
 def run_page(session: Session, stmt: Select[Any], limit: int) -> SearchPage:

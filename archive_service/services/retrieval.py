@@ -12,14 +12,26 @@ caller may not make, of something that exists in its tenant, is logged ``REFUSED
 that storage could not serve, ``FAILED``. An id that does not exist in the caller's tenant
 leaves nothing: there is no subject to log it against, and another tenant's id must not
 appear in this tenant's log.
+
+Content is handed out only when the unit is communicable to the caller today
+(services/communicability.py: the AccessRule, inherited from the nearest ancestor, read at
+request time; the producer's own platform is not subject to it). A restricted read answers
+``AccessRestricted`` (403) naming the rule and its end date, and is logged ``REFUSED`` with the
+rule; an allowed read is logged with the rule that allowed it. Content of a unit destroyed or
+transferred by a disposal answers ``Gone`` (410) with its tombstone. Metadata (unit views,
+search) stays visible, with an ``access`` block per unit saying whether it is communicable now
+and until when: titles are not hidden (the readers of this API are the archive service's staff
+and the producer's platforms, never the public; archivists need the titles to handle
+communication requests and disposal).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO
 
+from archive_service.core.communicability import AccessDecision
 from archive_service.errors import ArchiveError, Forbidden, NotFound
 from archive_service.ports import (
     BlobStore,
@@ -33,6 +45,12 @@ from archive_service.ports import (
     UnitRecord,
 )
 from archive_service.services.access_log import OK, REFUSED, AccessLog
+from archive_service.services.communicability import (
+    AccessGuard,
+    gone_error,
+    restricted_error,
+    tombstone_summary,
+)
 from archive_service.services.recorded import open_recorded
 
 CONTENT_ROLES = frozenset({Role.ARCHIVIST, Role.ADMIN, Role.PLATFORM})
@@ -45,6 +63,30 @@ class UnitView:
     units: tuple[UnitRecord, ...]
     """The unit and its descendants, in document order."""
     objects: tuple[ObjectRecord, ...]
+    access: dict[str, AccessDecision] = field(default_factory=dict)
+    """Communicability of every unit of ``units`` today, for anyone but the producer."""
+    producer: bool = False
+    """The caller is the units' producer (its platform): delays do not apply to it."""
+    gone: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Tombstone summaries of the units of ``units`` destroyed or transferred, by id."""
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """A dossier found by a search, with the communicability of the documents it holds."""
+
+    unit: UnitRecord
+    access: AccessDecision
+    """The dossier unit's own decision (usually free: rules sit on documents)."""
+    restricted_units: int
+    pending_units: int
+    restricted_until: str | None
+    """ISO date when the last restricted document becomes communicable; None if any is
+    pending (no date yet) or none is restricted."""
+
+    @property
+    def communicable(self) -> bool:
+        return self.access.communicable and self.restricted_units == 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +94,8 @@ class OpenedObject:
     record: ObjectRecord
     stream: BinaryIO
     offer: str
+    access: AccessDecision | None = None
+    """The decision that allowed the read (logged with it)."""
 
 
 class RetrievalService:
@@ -62,6 +106,58 @@ class RetrievalService:
         self._offers = tuple(offers)
         self._clock = clock
         self._log = AccessLog(uow=uow, clock=clock)
+        self._guard = AccessGuard(uow=uow, clock=clock)
+
+    # -- communicability, for every path that hands out content ------------------------------
+
+    def readable(self, caller: Caller, unit: UnitRecord) -> AccessDecision:
+        """May ``caller`` read ``unit``'s content today? (No log; see :meth:`require_readable`.)
+
+        A unit destroyed or transferred is never readable (reason ``gone``)."""
+        family = self._guard.family(unit)
+        if self._guard.gone(unit, family) is not None:
+            return AccessDecision(communicable=False, reason="gone")
+        return self._guard.decision(caller, unit, family)
+
+    def require_readable(
+        self,
+        caller: Caller,
+        unit: UnitRecord,
+        *,
+        event: str,
+        subject: tuple[str, str] | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> AccessDecision:
+        """The decision allowing ``caller`` to read ``unit``'s content, or the refusal.
+
+        Raises :class:`~archive_service.errors.Gone` (destroyed or transferred, with the
+        tombstone) or :class:`~archive_service.errors.AccessRestricted` (the rule and its end
+        date), after logging ``event`` ``REFUSED`` against ``subject`` (default: the unit).
+        Exports and other content paths call this before handing out any byte, and log their
+        read with ``decision.members()``.
+        """
+        subject = subject or ("archive_unit", unit.id)
+        base = dict(details or {})
+        family = self._guard.family(unit)
+        gone = self._guard.gone(unit, family)
+        if gone is not None:
+            self._refuse(
+                caller,
+                event,
+                subject,
+                {**base, "reason": f"archive unit {gone['unit_status']}", "gone": gone},
+            )
+            raise gone_error(f"{subject[0]} {subject[1]}", gone)
+        decision = self._guard.decision(caller, unit, family)
+        if not decision.communicable:
+            self._refuse(
+                caller,
+                event,
+                subject,
+                {**base, "reason": "not communicable", "access": decision.members()},
+            )
+            raise restricted_error(f"{subject[0]} {subject[1]}", decision)
+        return decision
 
     def _may_see(self, caller: Caller, unit: UnitRecord) -> bool:
         """Platforms see the units of the organizations they transfer for; staff see all."""
@@ -121,11 +217,21 @@ class RetrievalService:
 
         collect(unit)
         ids = {u.id for u in subtree}
+        decisions = self._guard.decisions(family)
+        gone: dict[str, dict[str, Any]] = {}
+        for u in subtree:
+            if u.status != "active":
+                with self._uow() as uow:
+                    tombstone = uow.disposal.tombstone(caller.tenant_id, u.id)
+                gone[u.id] = tombstone_summary(u, tombstone)
         return UnitView(
             unit=unit,
             package=package,
             units=tuple(subtree),
             objects=tuple(o for o in objects if o.archive_unit_id in ids),
+            access={u.id: decisions[u.id] for u in subtree},
+            producer=self._guard.is_producer(caller, unit),
+            gone=gone,
         )
 
     def unit(self, caller: Caller, unit_id: str) -> UnitView:
@@ -228,6 +334,9 @@ class RetrievalService:
                 caller, "object.read", ("object", object_id), {**details, "reason": reason}
             )
             raise NotFound(f"no object {object_id}")
+        decision = self.require_readable(
+            caller, unit, event="object.read", subject=("object", object_id), details=details
+        )
         try:
             stream, offer = self._open_first(
                 record.tenant_id, record.package_id, record.storage_key
@@ -242,7 +351,7 @@ class RetrievalService:
                 details=details,
             )
             raise
-        return OpenedObject(record=record, stream=stream, offer=offer)
+        return OpenedObject(record=record, stream=stream, offer=offer, access=decision)
 
     def log_content_read(
         self,
@@ -261,6 +370,8 @@ class RetrievalService:
         """
         size = opened.record.size
         details: dict[str, Any] = {**_object_details(opened.record), "offer": opened.offer}
+        if opened.access is not None:
+            details["access"] = opened.access.members()
         outcome = OK
         if unsatisfiable is not None:
             outcome = REFUSED
@@ -280,9 +391,14 @@ class RetrievalService:
             outcome=outcome,
         )
 
-    def search(self, caller: Caller, query: SearchQuery) -> tuple[list[UnitRecord], str | None]:
+    def search(self, caller: Caller, query: SearchQuery) -> tuple[list[SearchHit], str | None]:
+        """Dossiers matching ``query``, each with the communicability of its documents.
+
+        ``query.communicable`` filters on it (True: every document communicable today), as of
+        the clock's date."""
         if query.tenant_id != caller.tenant_id:
             raise Forbidden("search is limited to the caller's tenant")
+        query = replace(query, as_of=self._guard.today())
         with self._uow() as uow:
             page = uow.search.search(query)
             units = [uow.archive.get_unit(caller.tenant_id, uid) for uid in page.unit_ids]
@@ -294,6 +410,7 @@ class RetrievalService:
                 visible.append(self._visible(caller, u, "unit"))
             except NotFound:
                 continue
+        hits = [self._hit(u) for u in visible]
         self._log.append(
             caller,
             "search.performed",
@@ -305,7 +422,28 @@ class RetrievalService:
                 "more": page.next_cursor is not None,
             },
         )
-        return visible, page.next_cursor
+        return hits, page.next_cursor
+
+    def _hit(self, unit: UnitRecord) -> SearchHit:
+        family = self._guard.family(unit)
+        decisions = self._guard.decisions(family)
+        active = {u.id for u in family if u.status == "active"}
+        restricted = [
+            d
+            for uid, d in decisions.items()
+            if uid != unit.id and uid in active and not d.communicable
+        ]
+        own_rules = [d for d in restricted if d.inherited_from is None]
+        pending = [d for d in own_rules if d.pending]
+        ends = [d.end_date for d in own_rules if d.end_date is not None]
+        until = max(ends).isoformat() if ends and not pending else None
+        return SearchHit(
+            unit=unit,
+            access=decisions.get(unit.id) or self._guard.decisions([unit])[unit.id],
+            restricted_units=len(restricted),
+            pending_units=len([d for d in restricted if d.pending]),
+            restricted_until=until,
+        )
 
 
 def _object_details(record: ObjectRecord) -> dict[str, Any]:
@@ -329,4 +467,5 @@ def _query_details(query: SearchQuery) -> dict[str, Any]:
         "notified_to": query.notified_to.isoformat() if query.notified_to else None,
         "next_page": query.cursor is not None,
         "limit": query.limit,
+        "communicable": query.communicable,
     }

@@ -298,7 +298,7 @@ def test_end_to_end_on_postgresql_celery_and_two_s3_offers(
     assert manifest.status_code == 200
     assert official_schema("2.3").validate(etree.fromstring(manifest.content))
     for obj in objects:
-        r = stack.http.get(f"/v1/objects/{obj['id']}/content", headers=stack.auth("archivist"))
+        r = stack.http.get(f"/v1/objects/{obj['id']}/content", headers=stack.auth("platform"))
         assert r.status_code == 200, r.text
         assert hashlib.sha256(r.content).hexdigest() == obj["sha256"]
 

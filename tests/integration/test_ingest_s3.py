@@ -96,7 +96,7 @@ def test_dossier_on_two_locked_s3_offers(
 
     assert official_schema("2.3").validate(etree.fromstring(manifest.content))
     for obj in unit["objects"]:
-        r = env.http.get(f"/v1/objects/{obj['id']}/content", headers=env.auth("archivist"))
+        r = env.http.get(f"/v1/objects/{obj['id']}/content", headers=env.auth("platform"))
         assert hashlib.sha256(r.content).hexdigest() == obj["sha256"]
 
     # A copy lost on the first offer: reads fall back to the second one. The version is
@@ -117,6 +117,6 @@ def test_dossier_on_two_locked_s3_offers(
         .list_object_versions(Bucket=first["bucket"], Prefix=key)
         .get("Versions")
     )
-    r = env.http.get(f"/v1/objects/{obj['id']}/content", headers=env.auth("archivist"))
+    r = env.http.get(f"/v1/objects/{obj['id']}/content", headers=env.auth("platform"))
     assert r.status_code == 200
     assert hashlib.sha256(r.content).hexdigest() == obj["sha256"]

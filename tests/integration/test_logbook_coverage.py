@@ -331,6 +331,7 @@ def test_searches_are_logged_with_their_query_and_count(env: Env, tmp_path: Path
         "notified_to": "2099-12-31",
         "next_page": False,
         "limit": 5,
+        "communicable": None,
     }
     assert (e["details"]["results"], e["details"]["more"]) == (1, False)
     # The results themselves are not in the entry.

@@ -1,0 +1,146 @@
+"""Who may read a unit's content today: communicability (AccessRule) and disposal (Gone).
+
+Every path that hands out document content asks here: ``GET /v1/objects/{id}/content``
+(``RetrievalService``), evidence bundles with objects (``EvidenceService``), and exports
+(through ``RetrievalService.require_readable``).
+
+Who is subject to the délais (procurement.md §2.5; Code du patrimoine L213-1, L213-2): a delay
+governs the *communication* of archives to anyone but their producer. A platform client
+acting for the unit's own organization (the service producteur) reads its own records
+whatever the rule; archivists, admins, auditors — every other role, and any role added
+later — are subject to it. No dérogation (L213-3) can be recorded yet.
+
+The rules are read at request time, never cached: the events service recomputes
+``archive_units.access`` / ``access_end`` when a signature or notification arrives, and the
+next read obeys the new dates. Today's date comes from the injected clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from datetime import date
+from typing import Any
+
+from archive_service.core.communicability import (
+    PRODUCER,
+    AccessDecision,
+    access_decision,
+    effective_rule,
+)
+from archive_service.errors import AccessRestricted, Gone
+from archive_service.ports import Caller, Clock, Role, TombstoneRecord, UnitOfWork, UnitRecord
+
+GONE_STATUSES = frozenset({"destroyed", "transferred"})
+
+
+def rule_decisions(units: Iterable[UnitRecord], *, today: date) -> dict[str, AccessDecision]:
+    """The decision for every unit of a tree (caller-independent), with inheritance."""
+    family = list(units)
+    parents = {u.id: u.parent_id for u in family}
+    rules = {u.id: u.access for u in family}
+    ends = {u.id: u.access_end for u in family}
+    out: dict[str, AccessDecision] = {}
+    for u in family:
+        rule, carrier = effective_rule(u.id, parents, rules)
+        out[u.id] = access_decision(
+            rule,
+            today=today,
+            recorded_end=ends.get(carrier) if carrier else None,
+            inherited_from=carrier if carrier not in (None, u.id) else None,
+        )
+    return out
+
+
+def gone_unit(unit: UnitRecord, family: Sequence[UnitRecord]) -> UnitRecord | None:
+    """The unit itself or its nearest ancestor that was destroyed or transferred, if any."""
+    by_id = {u.id: u for u in family}
+    current: UnitRecord | None = unit
+    seen: set[str] = set()
+    while current is not None and current.id not in seen:
+        if current.status in GONE_STATUSES:
+            return current
+        seen.add(current.id)
+        current = by_id.get(current.parent_id) if current.parent_id else None
+    return None
+
+
+def tombstone_summary(unit: UnitRecord, tombstone: TombstoneRecord | None) -> dict[str, Any]:
+    """What a 410 answer and the unit view say about a destroyed or transferred unit."""
+    out: dict[str, Any] = {"unit_id": unit.id, "unit_status": unit.status, "tombstone": None}
+    if tombstone is not None:
+        record = tombstone.record
+        out["tombstone"] = {
+            "outcome": tombstone.outcome,
+            "at": tombstone.at.isoformat(),
+            "request_id": tombstone.request_id,
+            "message_identifier": record.get("message_identifier"),
+            "visa": record.get("visa"),
+            "certificate": record.get("certificate"),
+            "appraisal": record.get("appraisal"),
+            "objects": len(record.get("objects") or []),
+        }
+    return out
+
+
+class AccessGuard:
+    """Communicability and disposal checks over the unit of work, at the clock's date."""
+
+    def __init__(self, *, uow: Callable[[], UnitOfWork], clock: Clock) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    def today(self) -> date:
+        return self._clock.now().date()
+
+    def family(self, unit: UnitRecord) -> list[UnitRecord]:
+        with self._uow() as uow:
+            return uow.archive.units_of_root(unit.tenant_id, unit.root_id)
+
+    def is_producer(self, caller: Caller, unit: UnitRecord) -> bool:
+        """A platform acting for the unit's own organization (its service producteur)."""
+        if caller.role is not Role.PLATFORM or caller.tenant_id != unit.tenant_id:
+            return False
+        with self._uow() as uow:
+            org = uow.tenancy.organization_by_siret(caller.tenant_id, unit.organization_siret or "")
+        return org is not None and org.id in caller.organization_ids
+
+    def decisions(self, units: Iterable[UnitRecord]) -> dict[str, AccessDecision]:
+        return rule_decisions(units, today=self.today())
+
+    def decision(
+        self, caller: Caller, unit: UnitRecord, family: Sequence[UnitRecord] | None = None
+    ) -> AccessDecision:
+        """The decision for ``caller`` reading ``unit``'s content today."""
+        tree = list(family) if family is not None else self.family(unit)
+        if all(u.id != unit.id for u in tree):
+            tree.append(unit)
+        rule = rule_decisions(tree, today=self.today())[unit.id]
+        if not rule.communicable and self.is_producer(caller, unit):
+            return replace(rule, communicable=True, reason=PRODUCER)
+        return rule
+
+    def gone(
+        self, unit: UnitRecord, family: Sequence[UnitRecord] | None = None
+    ) -> dict[str, Any] | None:
+        """The tombstone summary when the unit (or an ancestor) was destroyed/transferred."""
+        tree = family if family is not None else self.family(unit)
+        dead = gone_unit(unit, tree)
+        if dead is None:
+            return None
+        with self._uow() as uow:
+            tombstone = uow.disposal.tombstone(dead.tenant_id, dead.id)
+        return tombstone_summary(dead, tombstone)
+
+
+def gone_error(what: str, summary: Mapping[str, Any]) -> Gone:
+    status = summary.get("unit_status")
+    return Gone(
+        f"{what} is gone: its archive unit {summary.get('unit_id')} was {status} "
+        "after a disposal with the archives authority's visa",
+        extra=dict(summary),
+    )
+
+
+def restricted_error(what: str, decision: AccessDecision) -> AccessRestricted:
+    return AccessRestricted(f"{what} is {decision.explanation}", extra=decision.members())
