@@ -34,7 +34,9 @@ from archive_service.services.audit import AuditService
 from archive_service.services.dossiers import DossierService
 from archive_service.services.evidence import EvidenceService
 from archive_service.services.ingest import PROCESS_JOB, IngestService
+from archive_service.services.lifecycle import LifecycleService
 from archive_service.services.logbook import LogbookService
+from archive_service.services.referentials import ReferentialService
 from archive_service.services.retrieval import RetrievalService
 from archive_service.services.sip_ingest import SipIngest
 from archive_service.services.storage_admin import StorageAdminService
@@ -73,6 +75,8 @@ class Services:
     audit: AuditService
     evidence: EvidenceService
     sip: SipIngest
+    referentials: ReferentialService
+    lifecycle: LifecycleService
     dossiers: DossierService
 
     def close(self) -> None:
@@ -80,9 +84,14 @@ class Services:
         self.engine.dispose()
 
 
-def load_referential() -> Referential:
+def default_referential_text() -> str:
+    """The shipped default référentiel (procurement.md §2.4): version 1 of every tenant."""
     text = resources.files("archive_service.data").joinpath("retention_referential.json")
-    return Referential.from_json(text.read_text(encoding="utf-8"))
+    return text.read_text(encoding="utf-8")
+
+
+def load_referential() -> Referential:
+    return Referential.from_json(default_referential_text())
 
 
 def decp_validator(schema_path: Path | None) -> Any:
@@ -222,6 +231,7 @@ def build_services(
     runner = build_runner(settings)
     validator = SedaValidator(settings.seda_xsd_dir, PROFILE_DIR)
     tsa = build_tsa(settings, system_clock)
+    referentials = ReferentialService(uow=uow, clock=clock, default_text=default_referential_text())
     ingest = IngestService(
         uow=uow,
         staging=staging,
@@ -229,7 +239,7 @@ def build_services(
         tsa=tsa,
         formats=MagicSiegfriedIdentifier(),
         validator=validator,
-        referential=load_referential(),
+        referential=referentials.referential_for,
         clock=clock,
         runner=runner,
         seda_version=settings.seda_version,
@@ -238,6 +248,8 @@ def build_services(
         metrics=metrics,
     )
     runner.register(PROCESS_JOB, ingest.process)
+    lifecycle = LifecycleService(uow=uow, offers=offers, clock=clock, referentials=referentials)
+    ingest.on_dossier_changed(lifecycle.dossier_changed)
     sip = SipIngest(
         ingest=ingest,
         uow=uow,
@@ -288,6 +300,8 @@ def build_services(
             auditor_objects=settings.evidence_auditor_objects,
         ),
         sip=sip,
+        referentials=referentials,
+        lifecycle=lifecycle,
         dossiers=DossierService(uow=uow, offers=offers, clock=clock),
     )
 
