@@ -33,6 +33,7 @@ from archive_service.search.sqlite_fts import SqliteFtsIndex
 from archive_service.services.audit import AuditService
 from archive_service.services.dossiers import DossierService
 from archive_service.services.evidence import EvidenceService
+from archive_service.services.export import ExportService
 from archive_service.services.ingest import PROCESS_JOB, IngestService
 from archive_service.services.lifecycle import LifecycleService
 from archive_service.services.logbook import LogbookService
@@ -75,6 +76,7 @@ class Services:
     audit: AuditService
     evidence: EvidenceService
     sip: SipIngest
+    export: ExportService
     referentials: ReferentialService
     lifecycle: LifecycleService
     dossiers: DossierService
@@ -300,6 +302,14 @@ def build_services(
             auditor_objects=settings.evidence_auditor_objects,
         ),
         sip=sip,
+        export=ExportService(
+            uow=uow,
+            offers=offers,
+            clock=clock,
+            validator=validator,
+            retrieval=RetrievalService(uow=uow, offers=offers, clock=clock),
+            work_dir=settings.data_dir / "exports",
+        ),
         referentials=referentials,
         lifecycle=lifecycle,
         dossiers=DossierService(uow=uow, offers=offers, clock=clock),
