@@ -868,8 +868,107 @@ class TombstoneRecord:
     at: datetime
 
 
+class RequestStatus(StrEnum):
+    """Where a disposal (``destroy``) or transfer request stands.
+
+    destroy: proposed → approved | refused → executing → executed.
+    transfer: proposed → approved | refused → accepted-by-archives | rejected-by-archives
+    (the definitive archives' ArchiveTransferReply) → executing → executed.
+    """
+
+    PROPOSED = "proposed"
+    APPROVED = "approved"
+    REFUSED = "refused"
+    ACCEPTED_BY_ARCHIVES = "accepted-by-archives"
+    REJECTED_BY_ARCHIVES = "rejected-by-archives"
+    EXECUTING = "executing"
+    EXECUTED = "executed"
+
+
+#: Requests whose units may not be put in another request.
+OPEN_REQUEST_STATUSES = frozenset(
+    {
+        RequestStatus.PROPOSED,
+        RequestStatus.APPROVED,
+        RequestStatus.ACCEPTED_BY_ARCHIVES,
+        RequestStatus.EXECUTING,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DisposalRequestRecord:
+    """A bordereau d'élimination (``destroy``) or de versement (``transfer``): its units,
+    its visa, its documents (stored copies) and its execution."""
+
+    id: str
+    tenant_id: str
+    kind: str
+    status: RequestStatus
+    message_identifier: str
+    unit_ids: tuple[str, ...]
+    proposed_by: str
+    proposed_at: datetime
+    visa: dict[str, Any] | None = None
+    executed_by: str | None = None
+    executed_at: datetime | None = None
+    documents: dict[str, Any] = field(default_factory=dict)
+    """Per name (``request.xml``, ``bordereau.pdf``…): media type, sha256, size, key, and
+    the copies (offer, version id)."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """Proposer's client id, the units' summaries, execution progress (keys purged)."""
+
+
 class DisposalRepository(Protocol):
     """Legal holds, disposal / transfer requests with their visa, and tombstones."""
+
+    def add_hold(self, hold: HoldRecord) -> None: ...
+    def get_hold(self, tenant_id: str, hold_id: str) -> HoldRecord | None: ...
+    def holds_of_unit(self, tenant_id: str, unit_id: str) -> list[HoldRecord]:
+        """Every hold placed on the unit, lifted or not, oldest first."""
+        ...
+
+    def lift_hold(self, hold_id: str, *, by: str, at: datetime, reason: str) -> bool:
+        """Mark the hold lifted; False when it already was (one conditional UPDATE)."""
+        ...
+
+    def add_request(self, request: DisposalRequestRecord) -> None: ...
+    def get_request(self, tenant_id: str, request_id: str) -> DisposalRequestRecord | None: ...
+    def requests(self, tenant_id: str, *, status: str | None = None) -> list[DisposalRequestRecord]:
+        """The tenant's requests, newest first."""
+        ...
+
+    def units_in_open_requests(self, tenant_id: str) -> dict[str, str]:
+        """Unit id → id of the open request (``OPEN_REQUEST_STATUSES``) that holds it."""
+        ...
+
+    def update_request(
+        self,
+        request_id: str,
+        *,
+        expected_status: RequestStatus,
+        status: RequestStatus | None = None,
+        visa: dict[str, Any] | None = None,
+        documents: dict[str, Any] | None = None,
+        details: dict[str, Any] | None = None,
+        executed_by: str | None = None,
+        executed_at: datetime | None = None,
+    ) -> bool:
+        """Change the request if it still has ``expected_status`` (one conditional UPDATE:
+        of two concurrent visas, one wins); False otherwise. ``None`` leaves a field."""
+        ...
+
+    def due_roots(self, tenant_id: str, *, on: date) -> list[str]:
+        """Roots of dossiers with an active unit whose DUA ended on or before ``on``."""
+        ...
+
+    def set_unit_status(self, tenant_id: str, unit_ids: Sequence[str], status: str) -> None: ...
+    def remove_copies(self, tenant_id: str, keys: Sequence[tuple[str, str]]) -> int:
+        """Forget the stored copies (offer, key) a purge removed; how many rows went."""
+        ...
+
+    def add_tombstones(self, tombstones: Sequence[TombstoneRecord]) -> None: ...
+    def tombstones_of_request(self, tenant_id: str, request_id: str) -> list[TombstoneRecord]: ...
 
     def tombstone(self, tenant_id: str, unit_id: str) -> TombstoneRecord | None:
         """The tombstone of a destroyed or transferred unit; ``None`` if it was not."""

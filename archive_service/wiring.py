@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine
 
 from archive_service.config import Settings
@@ -31,9 +32,11 @@ from archive_service.ports import BlobStore, Clock, TimestampAuthority
 from archive_service.search.postgres_fts import PostgresFtsIndex
 from archive_service.search.sqlite_fts import SqliteFtsIndex
 from archive_service.services.audit import AuditService
+from archive_service.services.disposal import DisposalService
 from archive_service.services.dossiers import DossierService
 from archive_service.services.evidence import EvidenceService
 from archive_service.services.export import ExportService
+from archive_service.services.holds import HoldService
 from archive_service.services.ingest import PROCESS_JOB, IngestService
 from archive_service.services.lifecycle import LifecycleService
 from archive_service.services.logbook import LogbookService
@@ -80,6 +83,14 @@ class Services:
     referentials: ReferentialService
     lifecycle: LifecycleService
     dossiers: DossierService
+    holds: HoldService
+    disposal: DisposalService
+
+    def __post_init__(self) -> None:
+        # Transfers to the definitive archives are exported by the export service (item 7).
+        export = getattr(self, "export", None)
+        if self.disposal.outgoing_transfer is None and export is not None:
+            self.disposal.outgoing_transfer = export.outgoing_transfer
 
     def close(self) -> None:
         self.runner.shutdown()
@@ -174,6 +185,38 @@ def check_production(settings: Settings) -> None:
         "production mode refuses development defaults: "
         + "; ".join(problems)
         + " (ARCHIVE_ALLOW_DEV_DEFAULTS=true overrides)"
+    )
+
+
+def logbook_signing_key(settings: Settings) -> Ed25519PrivateKey:
+    """The service's Ed25519 key: it signs logbook checkpoints and disposal certificates."""
+    if settings.logbook_signing_key is not None:
+        return load_signing_key(settings.logbook_signing_key)
+    return generated_signing_key(settings.logbook_key_dir)
+
+
+def build_disposal(
+    settings: Settings,
+    uow: Any,
+    offers: tuple[BlobStore, ...],
+    tsa: TimestampAuthority,
+    validator: SedaValidator,
+    clock: Clock,
+    storage_clock: Clock,
+) -> DisposalService:
+    """Disposal and transfer requests (issue 5 items 6-7): certificates are signed with the
+    logbook key; proof documents are retained as long as logbook checkpoints."""
+    return DisposalService(
+        uow=uow,
+        offers=offers,
+        clock=clock,
+        storage_clock=storage_clock,
+        tsa=tsa,
+        validator=validator,
+        signing_key=logbook_signing_key(settings),
+        key_name=settings.logbook_origin_prefix,
+        proof_retention=timedelta(days=settings.logbook_checkpoint_retention_days),
+        seda_version=settings.seda_version,
     )
 
 
@@ -302,6 +345,8 @@ def build_services(
             auditor_objects=settings.evidence_auditor_objects,
         ),
         sip=sip,
+        holds=HoldService(uow=uow, offers=offers, clock=clock),
+        disposal=build_disposal(settings, uow, offers, tsa, validator, clock, system_clock),
         export=ExportService(
             uow=uow,
             offers=offers,

@@ -1,0 +1,473 @@
+"""Legal holds, disposal with the authority's visa, and transfer to the definitive archives,
+through the HTTP API on both stacks (production: two Ceph S3 offers with Object Lock).
+
+Dossiers are ingested with a notification in 2015: the 5-year rules (DCE, publicity, offers
+not retained, rejection letters) ended in 2020, in the real past, while the contract pieces
+wait for the final payment. The S3 offers lock with a floor of a few seconds, so that their
+retention lapses in real time within the test, as it would after years in production.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+import zipfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from archive_service.config import Settings
+from archive_service.core.model import ReplyCode, TransferReplyInput
+from archive_service.core.seda.lifecycle import build_authorization_reply
+from archive_service.core.seda.reply import build_transfer_reply
+from archive_service.core.timestamp import verify_timestamp
+from archive_service.storage.s3 import S3BlobStore
+from tests.fixtures.dossier import make_dossier
+from tests.integration.conftest import Env, open_env, s3_offers, stored_keys, stored_objects
+
+FLOOR_SECONDS = 3
+DESTROY_CATEGORIES = {
+    "dce.ccap",
+    "dce.cctp",
+    "dce.prix",
+    "dce.rc",
+    "publicite.avis",
+    "offres.non_retenue",
+    "attribution.rejet",
+}
+
+
+@pytest.fixture
+def disposal_env(settings: Settings) -> Iterator[Env]:
+    if settings.storage_offers:
+        settings = settings.model_copy(
+            update={"storage_offers": s3_offers(min_retention_seconds=FLOOR_SECONDS)}
+        )
+    with open_env(settings) as env:
+        yield env
+
+
+def ingest(env: Env, tmp: Path, *, seed: int, notification: str, message: str) -> str:
+    meta, _ = make_dossier(tmp / message, seed=seed, message_identifier=message)
+    signature = (datetime.fromisoformat(notification) - timedelta(days=9)).date().isoformat()
+    meta["events"] = {"signature": signature, "notification": notification}
+    meta["decp"]["dateNotification"] = notification
+    meta["decp"]["datePublicationDonnees"] = notification
+    r = env.post_transfer(meta, tmp / message)
+    assert r.status_code == 202, r.text
+    body = env.wait(r.json()["id"])
+    assert body["status"] == "accepted", body
+    root: str = body["archive_unit_id"]
+    return root
+
+
+def units(env: Env, root: str) -> list[Any]:
+    tenant = env.services.tenancy.authenticate(env.keys["archivist"]).tenant_id
+    with env.services.ingest._uow() as uow:
+        return uow.archive.units_of_root(tenant, root)
+
+
+def tenant_of(env: Env) -> str:
+    return env.services.tenancy.authenticate(env.keys["archivist"]).tenant_id
+
+
+def object_keys(env: Env, unit_ids: set[str]) -> set[str]:
+    tenant = tenant_of(env)
+    with env.services.ingest._uow() as uow:
+        roots = {uow.archive.get_unit(tenant, u).root_id for u in unit_ids}  # type: ignore[union-attr]
+        return {
+            o.storage_key
+            for root in roots
+            for o in uow.archive.objects_of_root(tenant, root)
+            if o.archive_unit_id in unit_ids
+        }
+
+
+def wait_locks_lapsed(env: Env, root: str) -> None:
+    """Sleep until every copy of the dossier's packages is past its S3 retention."""
+    tenant = tenant_of(env)
+    latest = datetime.now(UTC)
+    with env.services.ingest._uow() as uow:
+        packages = {u.package_id for u in uow.archive.units_of_root(tenant, root)}
+        copies = [c for p in packages for c in uow.archive.copies_of_package(tenant, p)]
+    offers = {o.name: o for o in env.services.offers}
+    for copy in copies:
+        offer = offers[copy.offer]
+        if copy.version_id is None or not hasattr(offer, "retention"):
+            continue
+        retention = offer.retention(copy.key, version_id=copy.version_id)
+        if retention is not None and retention.retain_until is not None:
+            latest = max(latest, retention.retain_until)
+    time.sleep(max(0.0, (latest - datetime.now(UTC)).total_seconds()) + 1.5)
+
+
+def raw_s3(env: Env) -> list[S3BlobStore]:
+    out = []
+    for offer in env.services.offers:
+        inner = getattr(offer, "inner", offer)
+        if isinstance(inner, S3BlobStore):
+            out.append(inner)
+    return out
+
+
+def legal_hold_on(store: S3BlobStore, key: str) -> bool:
+    versions = store._version_entries(key)
+    assert versions, key
+    statuses = []
+    for version_id, marker in versions:
+        if marker:
+            continue
+        got = store._s3.get_object_legal_hold(Bucket=store.bucket, Key=key, VersionId=version_id)
+        statuses.append(got["LegalHold"]["Status"] == "ON")
+    return all(statuses)
+
+
+def post_visa(env: Env, request_id: str, role: str, **body: Any) -> Any:
+    return env.http.post(
+        f"/v1/disposal-requests/{request_id}/visa", json=body, headers=env.auth(role)
+    )
+
+
+def entries_of(env: Env, subject: str) -> list[str]:
+    with env.services.ingest._uow() as uow:
+        return [e.event_type for e in uow.logbook.for_subject(tenant_of(env), subject)]
+
+
+def test_hold_blocks_disposal_until_lifted_then_destroyed_with_certificate(
+    disposal_env: Env, tmp_path: Path
+) -> None:
+    env = disposal_env
+    root = ingest(env, tmp_path, seed=3, notification="2015-03-10", message="DSP-2015-1")
+    family = units(env, root)
+    by_category = {u.category: u for u in family if u.category}
+    due = env.http.get("/v1/disposal-requests/due?kind=destroy", headers=env.auth("archivist"))
+    assert due.status_code == 200, due.text
+    due_units = due.json()["units"]
+    items = {u["category"] for u in due_units if u["level"] == "Item"}
+    assert items == DESTROY_CATEGORIES
+    # The DCE and publicity phases go whole; the offers and attribution phases keep their
+    # contract pieces, so those nodes stay, as do the dossier and everything Keep.
+    phases = {u["id"] for u in due_units if u["level"] == "SubGrp"}
+    assert phases == {by_category["dce.rc"].parent_id, by_category["publicite.avis"].parent_id}
+    assert root not in {u["id"] for u in due_units}
+
+    # A hold on the offers phase keeps the unsuccessful offer out of any proposal.
+    offers_phase = by_category["offres.non_retenue"].parent_id
+    assert offers_phase is not None
+    r = env.http.post(
+        f"/v1/archive-units/{offers_phase}/holds",
+        json={"reason": "Recours en annulation", "reference": "TA Orléans 2401234"},
+        headers=env.auth("archivist"),
+    )
+    assert r.status_code == 201, r.text
+    hold = r.json()
+    assert hold["active"] and hold["placed_by"] and hold["reference"] == "TA Orléans 2401234"
+    unsuccessful = by_category["offres.non_retenue"].id
+    held_keys = object_keys(env, {u.id for u in family if u.parent_id == offers_phase})
+    for store in raw_s3(env):
+        for key in held_keys:
+            assert legal_hold_on(store, key), key
+    view = env.http.get(f"/v1/archive-units/{unsuccessful}/holds", headers=env.auth("auditor"))
+    assert view.status_code == 200 and view.json()["held"] is True
+    assert [h["id"] for h in view.json()["inherited"]] == [hold["id"]]
+    due = env.http.get("/v1/disposal-requests/due?kind=destroy", headers=env.auth("archivist"))
+    assert unsuccessful not in {u["id"] for u in due.json()["units"]}
+    refused = env.http.post(
+        "/v1/disposal-requests",
+        json={"kind": "destroy", "unit_ids": [unsuccessful]},
+        headers=env.auth("archivist"),
+    )
+    assert refused.status_code == 422, refused.text
+    assert "legal hold" in refused.text
+    # A platform may neither hold nor propose.
+    assert (
+        env.http.post(
+            f"/v1/archive-units/{root}/holds", json={"reason": "x"}, headers=env.auth()
+        ).status_code
+        == 403
+    )
+
+    # Lift: the copies lose their S3 legal hold; the offer becomes due again.
+    r = env.http.post(
+        f"/v1/holds/{hold['id']}/lift",
+        json={"reason": "Recours rejeté"},
+        headers=env.auth("admin"),
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["active"] is False and r.json()["lift_reason"] == "Recours rejeté"
+    for store in raw_s3(env):
+        for key in held_keys:
+            assert not legal_hold_on(store, key), key
+    again = env.http.post(
+        f"/v1/holds/{hold['id']}/lift", json={"reason": "again"}, headers=env.auth("admin")
+    )
+    assert again.status_code == 409
+
+    r = env.http.post(
+        "/v1/disposal-requests",
+        json={"kind": "destroy", "comment": "DUA échue"},
+        headers=env.auth("archivist"),
+    )
+    assert r.status_code == 201, r.text
+    request = r.json()
+    request_id = request["id"]
+    assert request["status"] == "proposed"
+    proposed = set(request["unit_ids"])
+    assert unsuccessful in proposed
+    assert {by_category[c].id for c in DESTROY_CATEGORIES} <= proposed
+    assert set(request["documents"]) == {"request.xml", "bordereau.pdf", "bordereau.csv"}
+    xml = env.http.get(
+        f"/v1/disposal-requests/{request_id}/documents/request.xml", headers=env.auth("auditor")
+    )
+    assert xml.status_code == 200 and b"AuthorizationControlAuthorityRequest" in xml.content
+    env.services.validator.validate(xml.content, profile=False)
+    pdf = env.http.get(
+        f"/v1/disposal-requests/{request_id}/documents/bordereau.pdf", headers=env.auth("auditor")
+    )
+    assert pdf.content.startswith(b"%PDF")
+    csv_doc = env.http.get(
+        f"/v1/disposal-requests/{request_id}/documents/bordereau.csv", headers=env.auth("auditor")
+    )
+    assert by_category["offres.non_retenue"].id.encode() in csv_doc.content
+    # Units in an open request are not proposed twice.
+    twice = env.http.post(
+        "/v1/disposal-requests", json={"kind": "destroy"}, headers=env.auth("admin")
+    )
+    assert twice.status_code == 409, twice.text
+
+    # The proposer cannot record the visa; an admin can.
+    r = post_visa(env, request_id, "archivist", decision="approved", reference="AD45-2026-17")
+    assert r.status_code == 403, r.text
+    assert r.json()["rule"] == "proposer-cannot-approve"
+    assert env.http.get(f"/v1/disposal-requests/{request_id}", headers=env.auth("admin")).json()[
+        "status"
+    ] == ("proposed")
+    r = post_visa(env, request_id, "admin", decision="approved", reference="AD45-2026-17")
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "approved" and r.json()["visa"]["reference"] == "AD45-2026-17"
+
+    # A hold placed after the visa blocks the execution: nothing deleted.
+    r = env.http.post(
+        f"/v1/archive-units/{unsuccessful}/holds",
+        json={"reason": "Contrôle de la chambre régionale des comptes"},
+        headers=env.auth("archivist"),
+    )
+    assert r.status_code == 201, r.text
+    second_hold = r.json()["id"]
+    before = stored_objects(env.services)
+    r = env.http.post(f"/v1/disposal-requests/{request_id}/execute", headers=env.auth("admin"))
+    assert r.status_code == 409, r.text
+    blocking = r.json()["blocking"]
+    assert any(b["kind"] == "hold" and b["hold_id"] == second_hold for b in blocking)
+    if raw_s3(env):
+        assert any(b["kind"] == "legal-hold" for b in blocking)
+    assert stored_objects(env.services) == before
+    r = env.http.post(
+        f"/v1/holds/{second_hold}/lift", json={"reason": "Contrôle clos"}, headers=env.auth("admin")
+    )
+    assert r.status_code == 200
+
+    wait_locks_lapsed(env, root)
+    purged_keys = object_keys(env, proposed)
+    r = env.http.post(f"/v1/disposal-requests/{request_id}/execute", headers=env.auth("admin"))
+    assert r.status_code == 200, r.text
+    done = r.json()
+    assert done["status"] == "executed"
+    assert done["executed_by"]
+    assert done["certificate"]["message_identifier"] == f"{request_id}-ADN"
+    # No version, no delete marker of any purged key is left on any offer.
+    left = stored_objects(env.services)
+    for offer, entry in left:
+        assert entry.split("@", 1)[0] not in purged_keys, (offer, entry)
+    # The contract pieces are still there.
+    kept = object_keys(env, {by_category["attribution.acte_engagement"].id})
+    assert kept and {k for _, k in stored_keys(env.services)} >= kept
+
+    tenant = tenant_of(env)
+    with env.services.ingest._uow() as uow:
+        stone = uow.disposal.tombstone(tenant, unsuccessful)
+        unit = uow.archive.get_unit(tenant, unsuccessful)
+        copies = [
+            c
+            for p in {u.package_id for u in family}
+            for c in uow.archive.copies_of_package(tenant, p)
+        ]
+    assert unit is not None and unit.status == "destroyed"
+    assert stone is not None and stone.outcome == "destroyed"
+    assert stone.record["visa"]["reference"] == "AD45-2026-17"
+    assert stone.record["objects"] and all(len(o["sha512"]) == 128 for o in stone.record["objects"])
+    assert stone.record["appraisal"]["rule_id"] == "MP-NR-5A"
+    assert not {c.key for c in copies} & purged_keys  # audits will not look for them
+    events = entries_of(env, request_id)
+    for step in (
+        "disposal.proposed",
+        "disposal.visa_recorded",
+        "disposal.execution_started",
+        "disposal.executed",
+        "disposal.certificate_issued",
+    ):
+        assert step in events
+    assert "archive_unit.destroyed" in entries_of(env, unsuccessful)
+    assert "hold.placed" in entries_of(env, offers_phase)
+
+    # The certificate: SEDA notification signed by the service's key, timestamped.
+    def doc(name: str) -> bytes:
+        got = env.http.get(
+            f"/v1/disposal-requests/{request_id}/documents/{name}", headers=env.auth("auditor")
+        )
+        assert got.status_code == 200, (name, got.text)
+        return got.content
+
+    certificate = doc("certificate.xml")
+    assert b"ArchiveDestructionNotification" in certificate and b"AD45-2026-17" in certificate
+    env.services.validator.validate(certificate, profile=False)
+    public = load_pem_public_key(doc("signing-key.pem"))
+    assert doc("signing-key.pem") == env.services.logbook.public_key_pem()
+    public.verify(doc("certificate.xml.sig"), certificate)  # type: ignore[union-attr,call-arg]
+    verify_timestamp(
+        doc("certificate.xml.tsr"),
+        message=certificate,
+        chain_pem=env.services.tsa.certificate_chain_pem(),
+    )
+    pdf_bytes = doc("certificate.pdf")
+    public.verify(doc("certificate.pdf.sig"), pdf_bytes)  # type: ignore[union-attr,call-arg]
+    verify_timestamp(
+        doc("certificate.pdf.tsr"),
+        message=pdf_bytes,
+        chain_pem=env.services.tsa.certificate_chain_pem(),
+    )
+    signature = base64.b64decode(done["certificate"]["signature"]["signature"])
+    assert signature == doc("certificate.xml.sig")
+    # Executed once: a second execution is refused.
+    r = env.http.post(f"/v1/disposal-requests/{request_id}/execute", headers=env.auth("admin"))
+    assert r.status_code == 409
+
+
+def test_transfer_to_definitive_archives_end_to_end(disposal_env: Env, tmp_path: Path) -> None:
+    env = disposal_env
+    root = ingest(env, tmp_path, seed=4, notification="2015-06-01", message="TRF-2015-1")
+    family = units(env, root)
+    analyse = {u.id for u in family if u.category and u.category.startswith("analyse.")}
+    preparation = {u.id for u in family if u.category == "preparation.besoin"}
+    assert analyse and preparation
+
+    # Keep units are proposed; Keep + review ("tri") only where the archivist selects them.
+    r = env.http.post(
+        "/v1/disposal-requests", json={"kind": "transfer"}, headers=env.auth("archivist")
+    )
+    assert r.status_code == 201, r.text
+    request = r.json()
+    request_id = request["id"]
+    assert analyse <= set(request["unit_ids"])
+    assert not preparation & set(request["unit_ids"])
+    # The rest of the tri may be destroyed: the archivist selects it for a destroy request.
+    r = env.http.post(
+        "/v1/disposal-requests",
+        json={"kind": "destroy", "unit_ids": sorted(preparation)},
+        headers=env.auth("archivist"),
+    )
+    assert r.status_code == 201, r.text
+    assert preparation <= set(r.json()["unit_ids"])
+
+    # The visa as the authority's XML reply; bad replies change nothing.
+    before = env.http.get(f"/v1/disposal-requests/{request_id}", headers=env.auth("admin")).json()
+    for bad in (
+        b"<not-xml",
+        b'<?xml version="1.0"?><Other xmlns="fr:gouv:culture:archivesdefrance:seda:v2.3"/>',
+        build_authorization_reply("another-request", "OK", "AD45-VISA-9", datetime.now(UTC)),
+    ):
+        r = env.http.post(
+            f"/v1/disposal-requests/{request_id}/visa",
+            content=bad,
+            headers={**env.auth("admin"), "Content-Type": "application/xml"},
+        )
+        assert r.status_code == 422, (bad[:40], r.text)
+    assert (
+        env.http.get(f"/v1/disposal-requests/{request_id}", headers=env.auth("admin")).json()
+        == before
+    )
+    reply = build_authorization_reply(request_id, "OK", "AD45-VISA-9", datetime.now(UTC))
+    r = env.http.post(
+        f"/v1/disposal-requests/{request_id}/visa",
+        content=reply,
+        headers={**env.auth("admin"), "Content-Type": "application/xml"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "approved"
+    assert r.json()["visa"]["reference"] == "AD45-VISA-9"
+    assert r.json()["visa"]["source"] == "reply"
+    assert "visa-reply.xml" in r.json()["documents"]
+
+    # Confirming before the archives accepted is refused.
+    r = env.http.post(f"/v1/disposal-requests/{request_id}/confirm", headers=env.auth("admin"))
+    assert r.status_code == 409
+
+    r = env.http.get(
+        f"/v1/disposal-requests/{request_id}/transfer.zip", headers=env.auth("archivist")
+    )
+    assert r.status_code == 200, r.text
+    with zipfile.ZipFile(io.BytesIO(r.content)) as archive:
+        names = archive.namelist()
+        manifest_name = next(n for n in names if n.endswith(".xml"))
+        manifest = archive.read(manifest_name)
+    assert b"ArchiveTransfer" in manifest
+    transfer_id = f"{request_id}-AT"
+    assert transfer_id.encode() in manifest
+
+    def atr(code: ReplyCode, request_identifier: str) -> bytes:
+        return build_transfer_reply(
+            TransferReplyInput(
+                message_identifier="AD45-ATR-1",
+                message_request_identifier=request_identifier,
+                date=datetime.now(UTC),
+                reply_code=code,
+                archival_agency="AD45",
+                transferring_agency="GIP",
+            )
+        )
+
+    for bad in (b"garbage", atr(ReplyCode.OK, "someone-else")):
+        r = env.http.post(
+            f"/v1/disposal-requests/{request_id}/reply",
+            content=bad,
+            headers={**env.auth("archivist"), "Content-Type": "application/xml"},
+        )
+        assert r.status_code == 422, r.text
+    assert (
+        env.http.get(f"/v1/disposal-requests/{request_id}", headers=env.auth("admin")).json()[
+            "status"
+        ]
+        == "approved"
+    )
+    r = env.http.post(
+        f"/v1/disposal-requests/{request_id}/reply",
+        content=atr(ReplyCode.OK, transfer_id),
+        headers={**env.auth("archivist"), "Content-Type": "application/xml"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "accepted-by-archives"
+
+    wait_locks_lapsed(env, root)
+    purged = object_keys(env, set(r.json()["unit_ids"]))
+    r = env.http.post(f"/v1/disposal-requests/{request_id}/confirm", headers=env.auth("archivist"))
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "executed"
+    for _offer, entry in stored_objects(env.services):
+        assert entry.split("@", 1)[0] not in purged
+    tenant = tenant_of(env)
+    with env.services.ingest._uow() as uow:
+        gone = [uow.archive.get_unit(tenant, u) for u in analyse]
+        stone = uow.disposal.tombstone(tenant, next(iter(analyse)))
+    assert all(u is not None and u.status == "transferred" for u in gone)
+    assert stone is not None and stone.outcome == "transferred"
+    certificate = env.http.get(
+        f"/v1/disposal-requests/{request_id}/documents/certificate.xml",
+        headers=env.auth("auditor"),
+    )
+    assert certificate.status_code == 200 and b"AD45-VISA-9" in certificate.content
+    assert "disposal.transfer_reply_recorded" in entries_of(env, request_id)
