@@ -69,10 +69,12 @@ def _run(tenant: str, action: Any) -> Any:
 
 
 def _read(path: Path) -> str:
+    from archive_service.cli.main import fail
+
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"cannot read {path}: {exc}") from None
+        raise fail(InvalidInput(f"cannot read {path}: {exc}")) from None
 
 
 def _dump(value: Any) -> None:
