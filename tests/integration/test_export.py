@@ -323,7 +323,7 @@ def test_outgoing_transfer_rebuilds_a_valid_transfer_with_every_object(
         assert manifest.findtext("s:MessageIdentifier", namespaces=ns) == "TRF-1"
         top = manifest.find("s:DataObjectPackage/s:DescriptiveMetadata/s:ArchiveUnit", ns)
         assert top is not None and top.get("id") == first
-        env.services.validator.validate(members["manifest.xml"], version=version, profile=False)
+        env.services.validator.validate(members["manifest.xml"], version=version, profile=True)
     path = service.outgoing_transfer(tenant, [first, second], message_identifier="TRF-2")
     manifest, members = opened(open_zip(path), "2.3", "ArchiveTransfer")
     ns = {"s": SEDA_NS["2.3"]}
@@ -399,3 +399,31 @@ def test_a_corrupt_copy_fails_the_export_and_leaves_nothing(env: Env, tmp_path: 
     assert row.id in r.text and row.sha256 in r.text
     assert [o for o, _ in export_events(env, root_id)] == ["FAILED"]
     assert not list((env.settings.data_dir / "exports").glob("*"))
+
+
+def test_a_grown_dossier_is_exported_whole_from_every_package(env: Env, tmp_path: Path) -> None:
+    """Objects added by later packages are read from their own package's copies."""
+    from tests.integration.test_growing_dossiers import add, addition
+
+    root_id = ingest(env, tmp_path)
+    meta, directory = addition(
+        tmp_path,
+        root_id,
+        "dgd",
+        [("8-Execution/dgd.pdf", "execution.dgd", "Décompte général définitif")],
+        events={"reception": "2025-03-01", "paiement_solde": "2025-06-30"},
+    )
+    add(env, meta, directory)
+    everything = objects_of(env, root_id)
+    assert len({o.package_id for o in everything.values()}) == 2
+    r = export(env, root_id)
+    assert r.status_code == 200, r.text
+    manifest, members = opened(r.content, "2.3", "ArchiveDeliveryRequestReply")
+    assert delivered_objects(manifest, members, "2.3") == set(everything)
+    path = env.services.export.outgoing_transfer(
+        tenant_of(env), [root_id], message_identifier="TRF-GROWN"
+    )
+    manifest, members = opened(open_zip(path), "2.3", "ArchiveTransfer")
+    assert delivered_objects(manifest, members, "2.3") == set(everything)
+    titles = {t.text for t in manifest.iterfind(".//{*}ArchiveUnit/{*}Content/{*}Title")}
+    assert "Décompte général définitif" in titles

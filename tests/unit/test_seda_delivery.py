@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from archive_service.core.seda.delivery import DeliveryInput, build_delivery_rep
 from archive_service.core.seda.names import SEDA_NS, SedaVersion
 from tests.reference import official_schema
 from tests.seda_helpers import sample_manifest
+from tests.unit.test_seda_lifecycle import xmllint_check
 
 WHEN = datetime(2032, 6, 1, 8, 0, tzinfo=UTC)
 HOLD = {
@@ -62,6 +64,18 @@ def test_the_delivery_reply_validates_and_carries_the_hold(version: SedaVersion)
     assert doc.findtext(".//s:HoldRuleCodeListVersion", namespaces=ns)
     objects = doc.findall(".//s:BinaryDataObject", ns)
     assert {o.get("id") for o in objects} == {o.id for o in d.package.objects}
+
+
+@pytest.mark.parametrize("version", ["2.2", "2.3"])
+def test_xmllint_agrees(tmp_path: Path, version: SedaVersion) -> None:
+    xmllint_check(
+        tmp_path,
+        version,
+        {
+            "held.xml": build_delivery_reply(delivery(), version=version),
+            "plain.xml": build_delivery_reply(delivery(holds={}, notes=()), version=version),
+        },
+    )
 
 
 def test_byte_stable_and_without_holds_no_hold_rule() -> None:
