@@ -27,6 +27,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, Final
 
+from archive_service.core.model import add_years
 from archive_service.core.seda.lifecycle import (
     AuthorizationRequestInput,
     DestructionNotificationInput,
@@ -122,7 +123,9 @@ def _rule(rule: Mapping[str, Any] | None) -> tuple[str, str, str, str, str]:
     if rule is None:
         return ("—", "—", "—", "—", "—")
     years = rule.get("duration_years")
-    end = rule.get("end_date") or ("en attente" if rule.get("pending") else None)
+    end = rule.get("end_date") or _computed_end(rule.get("start_date"), years)
+    if end is None and (rule.get("pending") or not rule.get("start_date")):
+        end = "en attente"
     final = str(rule.get("final_action") or "")
     return (
         str(rule.get("rule_id") or "—"),
@@ -131,6 +134,16 @@ def _rule(rule: Mapping[str, Any] | None) -> tuple[str, str, str, str, str]:
         end if end == "en attente" else french_date(end),
         FINAL_ACTIONS.get(final, final or "—"),
     )
+
+
+def _computed_end(start: object, years: object) -> str | None:
+    """The DUA end from its start and duration, when the rule dict does not carry it."""
+    if not isinstance(start, str) or not isinstance(years, int):
+        return None
+    try:
+        return add_years(date.fromisoformat(start[:10]), years).isoformat()
+    except ValueError:
+        return None
 
 
 def _producers(units: Sequence[LifecycleUnit]) -> str:
@@ -352,7 +365,9 @@ def bordereau_csv(inp: AuthorizationRequestInput) -> bytes:
                 appraisal.get("rule_id") or "",
                 "" if appraisal.get("duration_years") is None else appraisal["duration_years"],
                 appraisal.get("start_date") or "",
-                appraisal.get("end_date") or "",
+                appraisal.get("end_date")
+                or _computed_end(appraisal.get("start_date"), appraisal.get("duration_years"))
+                or "",
                 appraisal.get("final_action") or "",
                 access.get("rule_id") or "",
                 len(unit.objects),
@@ -375,7 +390,7 @@ def certificate_pdf(
     """The « Certificat de destruction » / « de transfert » of a notification, with the
     service's signature as given in ``signature_info`` (see :data:`SIGNATURE_FIELDS`)."""
     from reportlab.lib.units import cm
-    from reportlab.platypus import Spacer
+    from reportlab.platypus import KeepTogether, Spacer
 
     pdf = _Pdf(certificate_title(inp.outcome))
     units = sorted(inp.units, key=lambda u: (u.dossier_id, u.unit_id))
@@ -459,11 +474,15 @@ def certificate_pdf(
         pdf.grid(unit_rows, [0.14, 0.2, 0.18, 0.1, 0.1, 0.07, 0.08, 0.05, 0.08]),
         pdf.p("Objets numériques et empreintes", pdf.h2),
         pdf.grid(objects, [0.12, 0.17, 0.06, 0.25, 0.4]),
-        pdf.p("Signature du service", pdf.h2),
-        pdf.grid(
-            [[label, value] for label, value in known + others] or [["Signature", "—"]],
-            [0.3, 0.7],
-            header=False,
+        KeepTogether(
+            [
+                pdf.p("Signature du service", pdf.h2),
+                pdf.grid(
+                    [[label, value] for label, value in known + others] or [["Signature", "—"]],
+                    [0.3, 0.7],
+                    header=False,
+                ),
+            ]
         ),
     ]
     return pdf.build(story, inp.message_identifier)

@@ -52,6 +52,7 @@ def test_the_elimination_bordereau_names_everything_the_authority_needs() -> Non
         "offres.non_retenue",
         "DUA-OFFRES-5 (5 ans)",
         "10/01/2026",
+        "10/01/2031",
         "Élimination",
         "Fin de DUA",
         "Total",
@@ -94,7 +95,7 @@ def test_the_csv_round_trips() -> None:
         assert row["Titre"] == u.title
         assert row["Titre du dossier"] == "Marché de travaux — école élémentaire"
         assert row["Règle de DUA"] == "DUA-OFFRES-5"
-        assert row["Fin de DUA"] == ""
+        assert row["Fin de DUA"] == "2031-01-10"  # start + 5 years, computed
         assert row["Début de DUA"] == "2026-01-10"
         assert row["Sort final"] == "Destroy"
         assert row["Nombre d'objets"] == str(len(u.objects))
@@ -155,6 +156,25 @@ def test_the_certificate_shows_units_digests_visa_and_signature() -> None:
 )
 def test_french_dates(value: str | None, expected: str) -> None:
     assert french_date(value) == expected
+
+
+def test_a_pending_rule_has_no_end() -> None:
+    pending = dataclasses.replace(
+        unit(1),
+        appraisal={
+            "rule_id": "DUA-CONTRAT-10",
+            "duration_years": 10,
+            "start_date": None,
+            "end_date": None,
+            "pending": True,
+            "final_action": "Keep",
+        },
+    )
+    inp = request("transfer", units=(pending,))
+    text = flat(text_of(bordereau_pdf(inp)))
+    assert "en attente" in text and "Conservation" in text
+    rows = list(csv.reader(io.StringIO(bordereau_csv(inp).decode("utf-8-sig")), delimiter=";"))
+    assert dict(zip(CSV_HEADER, rows[1], strict=True))["Fin de DUA"] == ""
 
 
 def test_human_sizes() -> None:
