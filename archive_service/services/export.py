@@ -59,7 +59,6 @@ from archive_service.errors import (
     BadRequest,
     Conflict,
     FingerprintMismatch,
-    Gone,
     NotFound,
 )
 from archive_service.ports import (
@@ -71,7 +70,8 @@ from archive_service.ports import (
     UnitOfWork,
     UnitRecord,
 )
-from archive_service.services.access_log import AccessLog
+from archive_service.services.access_log import REFUSED, AccessLog
+from archive_service.services.communicability import gone_error
 from archive_service.services.recorded import open_recorded
 from archive_service.services.retrieval import CONTENT_ROLES, RetrievalService
 
@@ -119,15 +119,16 @@ class ExportService:
         view = self._retrieval._view(caller, unit_id, EXPORT_EVENT)
         unit = view.unit
         if unit.status != "active":
+            summary = view.gone.get(unit.id) or {"unit_id": unit.id, "unit_status": unit.status}
             self._log.append(
                 caller,
                 EXPORT_EVENT,
                 subject_type="archive_unit",
                 subject_id=unit_id,
-                details={"reason": f"unit {unit.status}"},
-                outcome="REFUSED",
+                details={"reason": f"unit {unit.status}", "gone": summary},
+                outcome=REFUSED,
             )
-            raise Gone(f"archive unit {unit_id} was {unit.status}", extra={"status": unit.status})
+            raise gone_error(f"the export of archive unit {unit_id}", summary)
         now = self._clock.now()
         with self._uow() as uow:
             family = uow.archive.units_of_root(caller.tenant_id, unit.root_id)

@@ -296,7 +296,10 @@ def test_destroyed_units_are_not_exported(env: Env, tmp_path: Path) -> None:
     assert delivered == set(everything) - gone
     assert manifest.find(f".//s:ArchiveUnit[@id='{document.id}']", ns) is None
     assert any(document.id in (c.text or "") for c in manifest.findall("s:Comment", ns))
-    assert export(env, document.id).status_code == 410
+    gone = export(env, document.id)
+    assert gone.status_code == 410, gone.text
+    assert gone.json()["unit_status"] == "destroyed"
+    assert [o for o, _ in export_events(env, document.id)] == ["REFUSED"]
 
 
 def open_zip(path: Path) -> bytes:
