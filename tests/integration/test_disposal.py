@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import time
 import zipfile
 from collections.abc import Iterator
@@ -20,15 +21,25 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from typer.testing import CliRunner
 
+from archive_service.cli.main import app
 from archive_service.config import Settings
 from archive_service.core.model import ReplyCode, TransferReplyInput
 from archive_service.core.seda.lifecycle import build_authorization_reply
 from archive_service.core.seda.reply import build_transfer_reply
 from archive_service.core.timestamp import verify_timestamp
+from archive_service.errors import Unavailable
 from archive_service.storage.s3 import S3BlobStore
 from tests.fixtures.dossier import make_dossier
-from tests.integration.conftest import Env, open_env, s3_offers, stored_keys, stored_objects
+from tests.integration.conftest import (
+    Env,
+    only_stack,
+    open_env,
+    s3_offers,
+    stored_keys,
+    stored_objects,
+)
 
 FLOOR_SECONDS = 3
 DESTROY_CATEGORIES = {
@@ -471,3 +482,237 @@ def test_transfer_to_definitive_archives_end_to_end(disposal_env: Env, tmp_path:
     )
     assert certificate.status_code == 200 and b"AD45-VISA-9" in certificate.content
     assert "disposal.transfer_reply_recorded" in entries_of(env, request_id)
+
+
+@only_stack("production")
+def test_execution_refused_while_a_lock_remains_nothing_deleted(
+    disposal_env: Env, tmp_path: Path
+) -> None:
+    env = disposal_env
+    root = ingest(env, tmp_path, seed=5, notification="2015-09-01", message="LCK-2015-1")
+    r = env.http.post(
+        "/v1/disposal-requests", json={"kind": "destroy"}, headers=env.auth("archivist")
+    )
+    assert r.status_code == 201, r.text
+    request_id = r.json()["id"]
+    assert (
+        post_visa(env, request_id, "admin", decision="approved", reference="V-1").status_code == 200
+    )
+    wait_locks_lapsed(env, root)
+    # One copy is retained a little longer (as an event extending the DUA would).
+    target = next(iter(sorted(object_keys(env, set(r.json()["unit_ids"])))))
+    offer = next(o for o in env.services.offers if o.name == "ceph-b")
+    version = offer.stat(target)
+    assert version is not None and version.version_id
+    until = offer.lock(  # type: ignore[attr-defined]
+        target,
+        version_id=version.version_id,
+        retain_until=datetime.now(UTC) + timedelta(seconds=12),
+    )
+    before = stored_objects(env.services)
+    r = env.http.post(f"/v1/disposal-requests/{request_id}/execute", headers=env.auth("admin"))
+    assert r.status_code == 409, r.text
+    blocking = r.json()["blocking"]
+    assert [(b["kind"], b["offer"], b["key"]) for b in blocking] == [
+        ("retention", "ceph-b", target)
+    ]
+    assert stored_objects(env.services) == before
+    state = env.http.get(f"/v1/disposal-requests/{request_id}", headers=env.auth("admin")).json()
+    assert state["status"] == "approved" and state["execution"] is None
+    assert "disposal.execution_started" not in entries_of(env, request_id)
+
+    time.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()) + 1.5)
+    r = env.http.post(f"/v1/disposal-requests/{request_id}/execute", headers=env.auth("admin"))
+    assert r.status_code == 200, r.text
+    assert not any(e.split("@", 1)[0] == target for _, e in stored_objects(env.services))
+
+
+def test_an_offer_failing_midway_leaves_the_request_executing_and_a_rerun_resumes(
+    disposal_env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = disposal_env
+    root = ingest(env, tmp_path, seed=6, notification="2015-10-01", message="RES-2015-1")
+    r = env.http.post(
+        "/v1/disposal-requests", json={"kind": "destroy"}, headers=env.auth("archivist")
+    )
+    assert r.status_code == 201, r.text
+    request_id = r.json()["id"]
+    unit_ids = set(r.json()["unit_ids"])
+    assert (
+        post_visa(env, request_id, "admin", decision="approved", reference="V-2").status_code == 200
+    )
+    wait_locks_lapsed(env, root)
+    offer = env.services.offers[-1]
+    real_purge = offer.purge
+    calls = {"n": 0}
+
+    def flaky(key: str) -> None:
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise Unavailable(f"offer {offer.name}: connection reset while purging {key}")
+        real_purge(key)
+
+    monkeypatch.setattr(offer, "purge", flaky)
+    r = env.http.post(f"/v1/disposal-requests/{request_id}/execute", headers=env.auth("admin"))
+    assert r.status_code == 503, r.text
+    state = env.http.get(f"/v1/disposal-requests/{request_id}", headers=env.auth("admin")).json()
+    assert state["status"] == "executing"
+    tenant = tenant_of(env)
+    with env.services.ingest._uow() as uow:
+        # Nothing in the database claims a destruction storage has not confirmed.
+        assert all(uow.archive.get_unit(tenant, u).status == "active" for u in unit_ids)  # type: ignore[union-attr]
+        assert all(uow.disposal.tombstone(tenant, u) is None for u in unit_ids)
+    assert "disposal.execution_interrupted" in entries_of(env, request_id)
+
+    monkeypatch.setattr(offer, "purge", real_purge)
+    r = env.http.post(f"/v1/disposal-requests/{request_id}/execute", headers=env.auth("admin"))
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "executed" and r.json()["certificate"]
+    purged = object_keys(env, unit_ids)
+    assert not any(e.split("@", 1)[0] in purged for _, e in stored_objects(env.services))
+
+
+@only_stack("default")
+def test_what_is_due_follows_the_clock_and_bad_requests_change_nothing(
+    disposal_env: Env, tmp_path: Path
+) -> None:
+    env = disposal_env
+    root = ingest(env, tmp_path, seed=7, notification="2023-05-02", message="CLK-2023-1")
+    family = units(env, root)
+    offer_unit = next(u for u in family if u.category == "offres.non_retenue")
+
+    def due_ids() -> set[str]:
+        got = env.http.get("/v1/disposal-requests/due", headers=env.auth("archivist"))
+        assert got.status_code == 200, got.text
+        return {u["id"] for u in got.json()["units"]}
+
+    assert offer_unit.id not in due_ids()
+    nothing = env.http.post(
+        "/v1/disposal-requests", json={"kind": "destroy"}, headers=env.auth("archivist")
+    )
+    assert nothing.status_code == 409 and "no unit is due" in nothing.json()["detail"]
+    not_due = env.http.post(
+        "/v1/disposal-requests",
+        json={"kind": "destroy", "unit_ids": [offer_unit.id]},
+        headers=env.auth("archivist"),
+    )
+    assert not_due.status_code == 422
+    assert "2028-05-02" in not_due.text
+    for role, body, status in (
+        ("auditor", {"kind": "destroy"}, 403),
+        ("archivist", {"kind": "shred"}, 422),
+        ("archivist", {"kind": "destroy", "unit_ids": "all"}, 400),
+        ("archivist", {"kind": "destroy", "unit_ids": ["au-nope"]}, 422),
+    ):
+        got = env.http.post("/v1/disposal-requests", json=body, headers=env.auth(role))
+        assert got.status_code == status, (role, body, got.text)
+    assert env.http.get("/v1/disposal-requests", headers=env.auth()).status_code == 403
+    assert env.http.get("/v1/disposal-requests", headers=env.auth("archivist")).json() == {
+        "requests": []
+    }
+
+    env.clock.advance(years=5, days=1)
+    assert offer_unit.id in due_ids()
+    contract = next(u for u in family if u.category == "attribution.acte_engagement")
+    assert contract.id not in due_ids()  # its DUA waits for the final payment
+
+
+def cli(env: Env, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str]:
+    monkeypatch.setenv("ARCHIVE_DATA_DIR", str(env.settings.data_dir))
+    monkeypatch.setenv("ARCHIVE_STORAGE_OFFERS", json.dumps(env.settings.storage_offers))
+    if env.settings.database_url:
+        monkeypatch.setenv("ARCHIVE_DATABASE_URL", env.settings.database_url)
+    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_cli_hold_propose_visa_execute(
+    disposal_env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = disposal_env
+    root = ingest(env, tmp_path, seed=8, notification="2015-11-02", message="CLI-2015-1")
+    t = ("--tenant", "GIP Test")
+    dce = next(u for u in units(env, root) if u.category == "dce.rc")
+
+    code, out = cli(
+        env,
+        monkeypatch,
+        "hold",
+        "place",
+        dce.id,
+        "--reason",
+        "Enquête",
+        "--as",
+        "Marie Curie",
+        "--json",
+        *t,
+    )
+    assert code == 0, out
+    hold_id = json.loads(out)["id"]
+    code, out = cli(env, monkeypatch, "hold", "list", dce.id, "--json", *t)
+    assert code == 0 and json.loads(out)["held"] is True
+    code, out = cli(env, monkeypatch, "disposal", "due", "--json", *t)
+    assert code == 0 and dce.id not in {u["id"] for u in json.loads(out)["units"]}
+    code, out = cli(
+        env, monkeypatch, "hold", "lift", hold_id, "--reason", "Close", "--as", "Paul Langevin", *t
+    )
+    assert code == 0, out
+
+    code, out = cli(env, monkeypatch, "disposal", "propose", "--as", "Marie Curie", "--json", *t)
+    assert code == 0, out
+    request = json.loads(out)
+    assert dce.id in request["unit_ids"]
+    code, out = cli(
+        env,
+        monkeypatch,
+        "disposal",
+        "visa",
+        request["id"],
+        "--reference",
+        "V-3",
+        "--as",
+        "marie  curie",
+        *t,
+    )
+    assert code == 4, out
+    assert "proposer-cannot-approve" in out
+    reply = tmp_path / "reply.xml"
+    reply.write_bytes(build_authorization_reply(request["id"], "OK", "AD45-V-3", datetime.now(UTC)))
+    code, out = cli(
+        env,
+        monkeypatch,
+        "disposal",
+        "visa",
+        request["id"],
+        "--reply",
+        str(reply),
+        "--as",
+        "Paul Langevin",
+        *t,
+    )
+    assert code == 0, out
+    assert "approved" in out
+    wait_locks_lapsed(env, root)
+    code, out = cli(
+        env, monkeypatch, "disposal", "execute", request["id"], "--as", "Paul Langevin", *t
+    )
+    assert code == 0, out
+    assert "executed" in out
+    certificate = tmp_path / "certificate.pdf"
+    code, out = cli(
+        env,
+        monkeypatch,
+        "disposal",
+        "document",
+        request["id"],
+        "certificate.pdf",
+        "-o",
+        str(certificate),
+        *t,
+    )
+    assert code == 0, out
+    assert certificate.read_bytes().startswith(b"%PDF")
+    code, out = cli(
+        env, monkeypatch, "disposal", "execute", request["id"], "--as", "Paul Langevin", *t
+    )
+    assert code == 1, out
