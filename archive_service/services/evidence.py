@@ -53,7 +53,13 @@ from archive_service.core.logbook.checkpoint import parse_signed_note
 from archive_service.core.model import VerificationReport
 from archive_service.core.package_check import CHAIN_FILE, MANIFEST_FILE, TOKEN_FILE
 from archive_service.core.timestamp import token_info
-from archive_service.errors import ArchiveError, Forbidden, IntegrityFailure, NotFound
+from archive_service.errors import (
+    AccessRestricted,
+    ArchiveError,
+    Forbidden,
+    IntegrityFailure,
+    NotFound,
+)
 from archive_service.ports import (
     BlobStore,
     Caller,
@@ -68,6 +74,7 @@ from archive_service.ports import (
     UnitRecord,
 )
 from archive_service.services.access_log import FAILED, OK, REFUSED, AccessLog
+from archive_service.services.communicability import AccessGuard
 from archive_service.services.logbook import LogbookService
 from archive_service.services.recorded import open_recorded
 
@@ -166,6 +173,7 @@ class EvidenceService:
         self._logbook = logbook
         self._auditor_objects = auditor_objects
         self._log = AccessLog(uow=uow, clock=clock)
+        self._access = AccessGuard(uow=uow, clock=clock)
 
     def bundle(self, caller: Caller, unit_id: str, *, with_objects: bool = False) -> EvidenceBundle:
         """Check and assemble the bundle of ``unit_id`` (see the module docstring)."""
@@ -191,6 +199,8 @@ class EvidenceService:
                 outcome=REFUSED,
             )
             raise Forbidden(reason)
+        if with_objects:
+            self._refuse_restricted(caller, unit, details, objects)
         self._log.append(
             caller, "evidence.read", subject_type="archive_unit", subject_id=unit_id,
             details=details, outcome=OK,
@@ -207,6 +217,44 @@ class EvidenceService:
                 outcome=FAILED,
             )
             raise
+
+    def _refuse_restricted(
+        self,
+        caller: Caller,
+        unit: UnitRecord,
+        details: dict[str, Any],
+        objects: Sequence[ObjectRecord],
+    ) -> None:
+        """Objects are document content: none is shipped while its unit is not communicable
+        to the caller (services/communicability.py). Objects of destroyed or transferred units
+        are not shipped anyway (listed apart by the assembly), so they do not refuse it."""
+        family = self._access.family(unit)
+        by_id = {u.id: u for u in family}
+        withheld: list[dict[str, Any]] = []
+        for o in objects:
+            owner = by_id.get(o.archive_unit_id)
+            if owner is None:
+                continue
+            if owner.status != "active":
+                continue
+            decision = self._access.decision(caller, owner, family)
+            if not decision.communicable:
+                withheld.append({"object_id": o.id, "unit_id": owner.id, **decision.members()})
+        if not withheld:
+            return
+        message = (
+            f"evidence of {unit.id} with objects refused: {len(withheld)} object(s) are not "
+            "communicable to you today (ask for the evidence without objects)"
+        )
+        self._log.append(
+            caller,
+            "evidence.read",
+            subject_type="archive_unit",
+            subject_id=unit.id,
+            details={**details, "reason": "not communicable", "restricted_objects": withheld},
+            outcome=REFUSED,
+        )
+        raise AccessRestricted(message, extra={"restricted_objects": withheld})
 
     def _refusal(self, caller: Caller, with_objects: bool) -> str | None:
         if caller.role not in EVIDENCE_ROLES:

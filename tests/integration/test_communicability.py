@@ -4,18 +4,20 @@ metadata stays visible and searchable with an ``access`` block; refusals are log
 with the rule, allowed reads with the rule that allowed them; destroyed or transferred units
 answer 410 Gone with their tombstone.
 
-The events API (``POST /v1/archive-units/{id}/events``) is built by another part of issue 5:
-until it lands, the tests that need "the signature arrives" write the recomputed rule through
-the database the way that service records it (``archive_units.access`` JSON + ``access_end``).
+Events (``POST /v1/archive-units/{id}/events``) recompute the rules, and the next read obeys
+them. An offer archived *before* the signature of a dossier that has a DECP record cannot come
+out of an ingest (the DECP brings the notification date, which the référentiel uses in place of
+the signature): that state is written through the database, as the events service records it.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from archive_service.db import tables as t
 from tests.fixtures.dossier import make_small_dossier
@@ -31,6 +33,38 @@ SIGNED = date(2025, 3, 1)  # make_small_dossier(seed=0)'s signature
 END = date(2050, 3, 1)
 
 
+def settled(env: Env, root_id: str, timeout: float = 60) -> None:
+    """Wait for the recomputation the ingest runs after each package (events service)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with env.services.engine.connect() as conn:
+            done = conn.scalar(
+                select(func.count())
+                .select_from(t.LogbookEntry)
+                .where(
+                    t.LogbookEntry.event_type == "retention.recomputed",
+                    t.LogbookEntry.subject_id == root_id,
+                )
+            )
+        if done:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the rules of {root_id} were never recomputed after the ingest")
+
+
+def reads(env: Env, mark: int, event: str = "object.read") -> list[dict[str, Any]]:
+    return [e for e in entries_since(env, mark) if e["event_type"] == event]
+
+
+def post_event(env: Env, unit_id: str, event: str, when: date) -> None:
+    r = env.http.post(
+        f"/v1/archive-units/{unit_id}/events",
+        json={"event": event, "date": when.isoformat()},
+        headers=env.auth("archivist"),
+    )
+    assert r.status_code == 201, r.text
+
+
 def archive(env: Env, tmp_path: Path, name: str, **changes: Any) -> tuple[str, dict[str, Any]]:
     metadata, _ = make_small_dossier(
         tmp_path / name, FILES, sizes=(1_500, 3_000), message_identifier=f"COMM-{name}"
@@ -43,6 +77,7 @@ def archive(env: Env, tmp_path: Path, name: str, **changes: Any) -> tuple[str, d
     done = env.wait(r.json()["id"])
     assert done["status"] == "accepted", done
     unit_id: str = done["archive_unit_id"]
+    settled(env, unit_id)
     return unit_id, metadata
 
 
@@ -92,6 +127,7 @@ def set_access(env: Env, unit_id: str, start: date | None, end: date | None) -> 
         assert rule is not None
         rule = {
             **rule,
+            "start_event": "signature",
             "start_date": start.isoformat() if start else None,
             "end_date": end.isoformat() if end else None,
             "pending": start is None,
@@ -141,7 +177,7 @@ def test_an_offer_is_restricted_until_the_clock_passes_its_end_date(
         pending=False,
         rule="MP-ACC-SA-25A",
     )
-    refused = entries_since(env, mark)
+    refused = reads(env, mark)
     assert [(e["event_type"], e["outcome"]) for e in refused] == [("object.read", "REFUSED")] * 3
     assert all(e["subject_id"] == offer["object"]["id"] for e in refused)
     assert refused[0]["details"]["access"]["rule_id"] == "MP-ACC-SA-25A"
@@ -160,7 +196,7 @@ def test_an_offer_is_restricted_until_the_clock_passes_its_end_date(
     dce = docs["dce.rc"]["object"]
     r = content(env, dce, "archivist")
     assert r.status_code == 200 and r.content == files[dce["path"]]
-    allowed = entries_since(env, mark)
+    allowed = reads(env, mark)
     assert [(e["event_type"], e["outcome"]) for e in allowed] == [("object.read", "OK")] * 3
     assert allowed[0]["details"]["access"]["reason"] == "producer"
     assert allowed[0]["details"]["access"]["rule_id"] == "MP-ACC-SA-25A"
@@ -189,7 +225,7 @@ def test_an_offer_is_restricted_until_the_clock_passes_its_end_date(
     assert r.status_code == 200 and r.content == data
     r = content(env, offer["object"], "archivist", Range="bytes=-7")
     assert r.status_code == 206 and r.content == data[-7:]
-    allowed = entries_since(env, mark)
+    allowed = reads(env, mark)
     assert [e["outcome"] for e in allowed] == ["OK", "OK"]
     assert allowed[0]["details"]["access"]["reason"] == "elapsed"
     assert allowed[1]["details"]["range"] == f"bytes={len(data) - 7}-{len(data) - 1}"
@@ -202,13 +238,21 @@ def test_an_offer_is_restricted_until_the_clock_passes_its_end_date(
 def test_an_offer_before_signature_is_pending_then_dated_by_the_signature(
     env: Env, tmp_path: Path
 ) -> None:
-    unit_id, _ = archive(env, tmp_path, "unsigned")
+    notified = date(2025, 3, 10)  # make_small_dossier(seed=0)'s notification (its DECP's)
+    unit_id, _ = archive(env, tmp_path, "unsigned", events={"notification": notified.isoformat()})
     docs = documents(env, unit_id)
     offers = [docs[c]["unit"]["id"] for c in sorted(SECRET)]
-    for offer_unit in offers:
-        set_access(env, offer_unit, None, None)  # archived before the contract was signed
     offer = docs["offres.retenue"]["object"]
 
+    # No signature known: the référentiel counts from the notification that substitutes for it.
+    body = assert_restricted(
+        content(env, offer, "archivist"), end=date(2050, 3, 10), pending=False, rule="MP-ACC-SA-25A"
+    )
+    assert body["start_event"] == "notification"
+
+    # An offer archived before the contract was signed: pending, no end date yet.
+    for offer_unit in offers:
+        set_access(env, offer_unit, None, None)
     body = assert_restricted(
         content(env, offer, "archivist"), end=None, pending=True, rule="MP-ACC-SA-25A"
     )
@@ -220,17 +264,16 @@ def test_an_offer_before_signature_is_pending_then_dated_by_the_signature(
     assert hit["access"]["restricted_until"] is None
     assert unit_id in {h["id"] for h in search(env, communicable="false")}
 
-    # The signature arrives (the events service recomputes the rule): 25 years from it.
-    signed = date(2026, 1, 15)
-    for offer_unit in offers:
-        set_access(env, offer_unit, signed, date(2051, 1, 15))
+    # The signature is recorded: the events service recomputes, 25 years from the signature.
+    post_event(env, unit_id, "signature", SIGNED)
     assert_restricted(
-        content(env, offer, "archivist"), end=date(2051, 1, 15), pending=False, rule="MP-ACC-SA-25A"
+        content(env, offer, "archivist"), end=END, pending=False, rule="MP-ACC-SA-25A"
     )
     hit = next(h for h in search(env) if h["id"] == unit_id)
-    assert hit["access"]["restricted_until"] == "2051-01-15"
+    assert hit["access"]["restricted_until"] == END.isoformat()
 
-    env.clock.set(at(date(2051, 1, 15)))
+    # Past the signature's end date (and before the notification's): communicable.
+    env.clock.set(at(date(2050, 3, 5)))
     assert content(env, offer, "archivist").status_code == 200
     assert unit_id in {h["id"] for h in search(env, communicable="true")}
 
@@ -257,6 +300,11 @@ def test_an_unsuccessful_procedure_keeps_offers_pending_until_its_declaration(
     # Years pass: still pending, an unknown start never runs out.
     env.clock.advance(years=40)
     assert content(env, offer["object"], "archivist").status_code == 403
+    # The declaration is recorded (dated 2026-01-10): 25 years from it, already over.
+    post_event(env, unit_id, "infructuosite", date(2026, 1, 10))
+    r = content(env, offer["object"], "archivist")
+    assert r.status_code == 200, r.text
+    assert reads(env, 0)[-1]["details"]["access"]["end_date"] == "2051-01-10"
 
 
 def test_destroyed_and_transferred_units_answer_gone_with_their_tombstone(
@@ -306,7 +354,7 @@ def test_destroyed_and_transferred_units_answer_gone_with_their_tombstone(
     r = content(env, transferred["object"], "archivist")
     assert r.status_code == 410
     assert r.json()["unit_status"] == "transferred" and r.json()["tombstone"] is None
-    refused = entries_since(env, mark)
+    refused = reads(env, mark)
     assert [e["outcome"] for e in refused] == ["REFUSED"] * 5
     assert refused[0]["details"]["reason"] == "archive unit destroyed"
 
@@ -328,8 +376,8 @@ def test_evidence_never_ships_restricted_objects(env: Env, tmp_path: Path) -> No
     assert body["type"] == "urn:archive-service:problem:access-restricted"
     withheld = {o["rule_id"] for o in body["restricted_objects"]}
     assert withheld == {"MP-ACC-SA-25A"} and len(body["restricted_objects"]) == len(SECRET)
-    refused = entries_since(env, mark)
-    assert [(e["event_type"], e["outcome"]) for e in refused] == [("evidence.read", "REFUSED")]
+    refused = reads(env, mark, "evidence.read")
+    assert [e["outcome"] for e in refused] == ["REFUSED"]
     # Without objects the bundle is served (digests only).
     r = env.http.get(url, headers=env.auth("archivist"))
     assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
