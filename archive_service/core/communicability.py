@@ -47,6 +47,8 @@ UNREADABLE = "unreadable"
 """``reason`` of a recorded rule the service cannot interpret (fails closed)."""
 PRODUCER = "producer"
 """``reason`` when the reader is the producer itself (its own records; delays do not apply)."""
+GONE = "gone"
+"""``reason`` of a unit destroyed or transferred by a disposal: nothing left to communicate."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,7 +58,7 @@ class AccessDecision:
     communicable: bool
     reason: str
     """:data:`FREE`, :data:`PENDING`, :data:`DELAY`, :data:`ELAPSED`, :data:`UNREADABLE` or
-    :data:`PRODUCER`."""
+    :data:`PRODUCER` or :data:`GONE`."""
     rule_id: str | None = None
     label: str | None = None
     duration_years: int | None = None
@@ -73,6 +75,8 @@ class AccessDecision:
         name = f"{self.rule_id} ({self.label})" if self.label else str(self.rule_id)
         if self.reason == FREE:
             return "communicable: no access rule restricts it"
+        if self.reason == GONE:
+            return "not communicable: destroyed or transferred by a disposal"
         if self.reason == PRODUCER:
             return f"communicable to its producer (its own records; rule {name} not applied)"
         if self.reason == ELAPSED:

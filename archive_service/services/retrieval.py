@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO
 
-from archive_service.core.communicability import AccessDecision
+from archive_service.core.communicability import GONE, AccessDecision
 from archive_service.errors import ArchiveError, Forbidden, NotFound
 from archive_service.ports import (
     BlobStore,
@@ -113,10 +113,12 @@ class RetrievalService:
     def readable(self, caller: Caller, unit: UnitRecord) -> AccessDecision:
         """May ``caller`` read ``unit``'s content today? (No log; see :meth:`require_readable`.)
 
-        A unit destroyed or transferred is never readable (reason ``gone``)."""
+        Only communicability and disposal are judged here, not the caller's role (see
+        ``CONTENT_ROLES``). A unit destroyed or transferred is never readable (reason
+        ``gone``)."""
         family = self._guard.family(unit)
         if self._guard.gone(unit, family) is not None:
-            return AccessDecision(communicable=False, reason="gone")
+            return AccessDecision(communicable=False, reason=GONE)
         return self._guard.decision(caller, unit, family)
 
     def require_readable(

@@ -143,3 +143,11 @@ def test_referential_rules_on_offers() -> None:
     assert not access_decision(
         rule_json(ref.access_for("attribution.acte_engagement", unsigned)), today=TODAY
     ).communicable
+
+
+def test_explanations_name_what_decided() -> None:
+    assert "producer" in c.AccessDecision(communicable=True, reason=c.PRODUCER).explanation
+    assert "disposal" in c.AccessDecision(communicable=False, reason=c.GONE).explanation
+    assert "no access rule" in access_decision(None, today=TODAY).explanation
+    elapsed = access_decision(rule(25, start="2000-01-01"), today=TODAY)
+    assert elapsed.explanation == "communicable since 2025-01-01 under R (Règle)"
