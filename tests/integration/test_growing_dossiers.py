@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -195,6 +196,19 @@ def test_a_dossier_grows_by_additions_with_one_identity(env: Env, tmp_path: Path
     assert r.status_code == 404
 
 
+def settled(env: Env) -> dict[str, Any]:
+    """The snapshot once the last job is done: a transfer is answered accepted at its commit,
+    and its job then empties its staging directory (and runs the dossier listeners)."""
+    previous = snapshot(env)
+    for _ in range(100):
+        time.sleep(0.1)
+        current = snapshot(env)
+        if current == previous:
+            return current
+        previous = current
+    raise AssertionError("the service never settled")
+
+
 def test_refused_additions_change_nothing(env: Env, tmp_path: Path) -> None:
     root_id = archive_first(env, tmp_path, n_files=14)
     first = get(env, f"/v1/archive-units/{root_id}").json()
@@ -203,7 +217,7 @@ def test_refused_additions_change_nothing(env: Env, tmp_path: Path) -> None:
     def refused(
         metadata: dict[str, Any], files: Path, code: str, *, other_tenant: bool = False
     ) -> None:
-        before = snapshot(env)
+        before = settled(env)
         r = post_transfer(env.http, metadata, files, headers=env.auth(other_tenant=other_tenant))
         assert r.status_code == 422, r.text
         assert r.headers["content-type"].startswith("application/problem+json")
