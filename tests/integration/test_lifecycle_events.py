@@ -9,6 +9,8 @@ logbook. Refusals (bad events, auditors, other organizations, other tenants) wri
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from archive_service.db import tables as t
-from tests.fixtures.dossier import make_dossier
+from tests.fixtures.dossier import make_dossier, pdf_bytes
 from tests.integration.conftest import OTHER_SIRET, Env
 
 NOTIFIED = "2025-03-10"
@@ -305,10 +307,9 @@ def test_who_may_record_events(env: Env, tmp_path: Path) -> None:
     assert mine.json()["event"]["recorded_by"]
 
 
-def test_an_event_recorded_before_a_later_package_applies_to_it(env: Env, tmp_path: Path) -> None:
-    """The ingest listener recomputes a dossier after each package: units archived with the
-    ingest's own view of the events get the dossier's (here: an infructuosité recorded
-    through the API turns the 5-year offer rule into the infructuosité one)."""
+def test_an_infructuosite_event_switches_the_offers_rule(env: Env, tmp_path: Path) -> None:
+    """An infructuosité recorded through the API sets the dossier's flag: the offers now
+    follow the infructuosité rule, dated from that event."""
     root = archive_works_dossier(env, tmp_path)
     r = post_event(env, root, "infructuosite", "2025-04-01")
     assert r.status_code == 201, r.text
@@ -324,3 +325,89 @@ def test_an_event_recorded_before_a_later_package_applies_to_it(env: Env, tmp_pa
         env.services.tenancy.authenticate(env.keys["admin"]).tenant_id, root
     )
     assert len(entries(env, "retention.recomputed")) == before
+
+
+def add_avenant(env: Env, tmp_path: Path, root: str, name: str = "avenant") -> str:
+    """A later transfer adding an avenant to the dossier (issue 5 item 2: ``"dossier"`` in
+    the metadata); its metadata carries no event. Returns the avenant's unit id."""
+    folder = tmp_path / name
+    data = pdf_bytes(title="Avenant n° 1", paragraphs=["Avenant n° 1 au marché de travaux."])
+    (folder / "5-Execution").mkdir(parents=True)
+    (folder / "5-Execution" / "avenant-1.pdf").write_bytes(data)
+    metadata = {
+        "dossier": root,
+        "message_identifier": f"EV-ADD-{name}",
+        "files": [
+            {
+                "path": "5-Execution/avenant-1.pdf",
+                "category": "execution.avenant",
+                "title": "Avenant n° 1",
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        ],
+    }
+    r = env.post_transfer(metadata, folder)
+    assert r.status_code == 202, r.text
+    done = env.wait(r.json()["id"])
+    assert done["status"] == "accepted", done
+    settled(env, root, packages=2)
+    return next(
+        u["id"] for u in retention(env, root)["units"] if u["category"] == "execution.avenant"
+    )
+
+
+def test_a_later_package_follows_the_events_recorded_before_it(env: Env, tmp_path: Path) -> None:
+    """The ingest tells the lifecycle service after each package: a piece added after the
+    solde was recorded through the API is dated from it at once, though its transfer's
+    metadata carried no event."""
+    root = archive_works_dossier(env, tmp_path)
+    assert post_event(env, root, "reception", RECEPTION).status_code == 201
+    assert post_event(env, root, "paiement_solde", SOLDE).status_code == 201
+    avenant = add_avenant(env, tmp_path, root)
+    body = retention(env, root)
+    unit = next(u for u in body["units"] if u["id"] == avenant)
+    assert unit["appraisal"]["rule_id"] == "MP-EXE-TRV-10A"
+    assert unit["appraisal_end"] == "2036-09-15" and not unit["pending"]
+    assert unit["appraisal"]["referential_version"] == 1
+    run = [
+        e
+        for e in entries(env, "retention.recomputed")
+        if e["subject"] == root and e.get("trigger") == "package"
+    ][-1]
+    assert avenant in {u["unit_id"] for u in run["units"]}
+
+
+def test_events_from_the_command_line(env: Env, tmp_path: Path, monkeypatch: Any) -> None:
+    from typer.testing import CliRunner
+
+    from archive_service.cli.main import app
+
+    root = archive_works_dossier(env, tmp_path)
+    monkeypatch.setenv("ARCHIVE_DATA_DIR", str(env.settings.data_dir))
+    monkeypatch.setenv("ARCHIVE_STORAGE_OFFERS", json.dumps(env.settings.storage_offers))
+    if env.settings.database_url:
+        monkeypatch.setenv("ARCHIVE_DATABASE_URL", env.settings.database_url)
+
+    def run(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+        return result.exit_code, result.output
+
+    snapshot = counts(env)
+    assert (
+        run("retention", "event", root, "reception", "30/06/2026", "--tenant", "GIP Test")[0] == 2
+    )
+    code, out = run("retention", "event", root, "reception", "2999-01-01", "--tenant", "GIP Test")
+    assert code == 2 and "in the future" in out
+    code, out = run(
+        "retention", "event", root, "dispute_closed", "2026-06-30", "--tenant", "GIP Test"
+    )
+    assert code == 1 and "no dispute is open" in out
+    assert counts(env) == snapshot
+    code, out = run("retention", "event", root, "reception", "2026-06-30", "--tenant", "GIP Test")
+    assert code == 0, out
+    code, out = run("retention", "event", root, "reception", "2026-06-30", "--tenant", "GIP Test")
+    assert code == 0 and "already recorded" in out
+    history = env.http.get(f"/v1/archive-units/{root}/events", headers=env.auth("archivist"))
+    last = history.json()["events"][-1]
+    assert (last["event"], last["source"], last["date"]) == ("reception", "cli", "2026-06-30")
+    assert last["recorded_by"].startswith("cli")

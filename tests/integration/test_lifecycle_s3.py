@@ -21,6 +21,7 @@ from archive_service.db import tables as t
 from archive_service.errors import Unavailable
 from tests.integration.conftest import Env, only_stack
 from tests.integration.test_lifecycle_events import (
+    add_avenant,
     archive_works_dossier,
     by_category,
     entries,
@@ -177,3 +178,20 @@ def test_an_offer_that_fails_leaves_the_lock_pending_until_relock(
     # Nothing left to do.
     code, out = cli(env, monkeypatch, "retention", "relock", "--tenant", "GIP Test")
     assert code == 0 and "0 dossiers relocked" in out
+
+
+@only_stack("production")
+def test_a_later_package_is_locked_until_the_end_the_dossier_events_give(
+    env: Env, tmp_path: Path
+) -> None:
+    root = archive_works_dossier(env, tmp_path)
+    assert post_event(env, root, "reception", RECEPTION).status_code == 201
+    assert post_event(env, root, "paiement_solde", SOLDE).status_code == 201
+    add_avenant(env, tmp_path, root)
+    found = locks(env, root)
+    avenant = of(found, "object:execution.avenant")
+    assert len(avenant) == 2 and all(until == END for until in avenant.values())
+    # Both packages' manifests and tokens: their package's latest end.
+    assert len(of(found, "manifest")) == 4
+    assert all(until == END for until in of(found, "manifest").values())
+    assert all(until == END for until in of(found, "timestamp").values())
