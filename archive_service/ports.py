@@ -717,6 +717,13 @@ class LogbookRepository(Protocol):
 class SearchIndex(Protocol):
     def index_unit(self, unit: UnitRecord, *, body: str, keywords: str) -> None: ...
     def search(self, query: SearchQuery) -> SearchPage: ...
+    def indexed_body(self, unit_id: str) -> str | None:
+        """The body text a unit is indexed with; ``None`` if it is not indexed."""
+        ...
+
+    def remove_unit(self, unit_id: str) -> None:
+        """Forget a unit (destroyed or transferred out); absent is not an error."""
+        ...
 
 
 # -- Lifecycle: dossier events, versioned référentiels, rule updates (issue 5 items 3-4) ------

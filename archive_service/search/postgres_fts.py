@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     column,
+    delete,
     func,
     literal,
     literal_column,
@@ -83,6 +84,15 @@ class PostgresFtsIndex:
                 index_elements=["unit_id"], set_={name: stmt.excluded[name] for name in row}
             )
         )
+
+    def indexed_body(self, unit_id: str) -> str | None:
+        row = self._s.execute(
+            select(unit_search.c.body).where(unit_search.c.unit_id == unit_id)
+        ).first()
+        return None if row is None else str(row[0] or "")
+
+    def remove_unit(self, unit_id: str) -> None:
+        self._s.execute(delete(unit_search).where(unit_search.c.unit_id == unit_id))
 
     def search(self, query: SearchQuery) -> SearchPage:
         stmt = dossier_select(query)

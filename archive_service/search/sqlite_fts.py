@@ -47,6 +47,15 @@ class SqliteFtsIndex:
             },
         )
 
+    def indexed_body(self, unit_id: str) -> str | None:
+        row = self._s.execute(
+            text("SELECT body FROM unit_search WHERE unit_id = :id"), {"id": unit_id}
+        ).first()
+        return None if row is None else str(row[0] or "")
+
+    def remove_unit(self, unit_id: str) -> None:
+        self._s.execute(text("DELETE FROM unit_search WHERE unit_id = :id"), {"id": unit_id})
+
     def search(self, query: SearchQuery) -> SearchPage:
         stmt = dossier_select(query)
         if query.text:

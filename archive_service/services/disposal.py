@@ -1059,6 +1059,7 @@ class DisposalService:
             )
         uow.disposal.add_tombstones(tombstones)
         uow.disposal.set_unit_status(tenant, [u.id for u in scope.units], outcome)
+        self._forget_in_search(uow, scope, by_id)
         removed = uow.disposal.remove_copies(tenant, list(purged))
         details = {
             **request.details,
@@ -1099,6 +1100,33 @@ class DisposalService:
         uow.logbook.append(
             self._event(caller, "disposal.executed", request, details["execution"], at=now)
         )
+
+    @staticmethod
+    def _forget_in_search(uow: UnitOfWork, scope: _Scope, by_id: dict[str, UnitRecord]) -> None:
+        """A gone dossier leaves the search index; a dossier that keeps units is indexed
+        again without the titles of those gone (what the visa destroyed is not findable)."""
+        gone = {u.id for u in scope.units}
+        for unit_id in sorted(gone):
+            uow.search.remove_unit(unit_id)
+        for root_id in sorted({u.root_id for u in scope.units} - gone):
+            root = by_id.get(root_id)
+            body = uow.search.indexed_body(root_id)
+            if root is None or body is None:
+                continue
+            keywords = [
+                str(k.get("content"))
+                for k in root.content.get("keywords") or []
+                if isinstance(k, dict) and k.get("content")
+            ]
+            titles = [
+                u.title
+                for u in by_id.values()
+                if u.root_id == root_id
+                and u.id != root_id
+                and u.status == "active"
+                and u.id not in gone
+            ]
+            uow.search.index_unit(root, body=body, keywords=" ".join(keywords + titles))
 
     # -- the certificate -------------------------------------------------------------------
 

@@ -283,11 +283,19 @@ def test_hold_blocks_disposal_until_lifted_then_destroyed_with_certificate(
     )
     assert r.status_code == 200
 
+    def search(word: str) -> list[str]:
+        got = env.http.get(f"/v1/archive-units?q={word}", headers=env.auth("archivist"))
+        assert got.status_code == 200, got.text
+        return [u["id"] for u in got.json()["items"]]
+
+    assert search("Règlement") == [root] and search("ATTRI1") == [root]
     wait_locks_lapsed(env, root)
     purged_keys = object_keys(env, proposed)
     r = env.http.post(f"/v1/disposal-requests/{request_id}/execute", headers=env.auth("admin"))
     assert r.status_code == 200, r.text
     done = r.json()
+    # The dossier stays findable by what it keeps, no longer by the titles destroyed.
+    assert search("Règlement") == [] and search("ATTRI1") == [root]
     assert done["status"] == "executed"
     assert done["executed_by"]
     assert done["certificate"]["message_identifier"] == f"{request_id}-ADN"
@@ -716,3 +724,53 @@ def test_cli_hold_propose_visa_execute(
         env, monkeypatch, "disposal", "execute", request["id"], "--as", "Paul Langevin", *t
     )
     assert code == 1, out
+
+
+def test_a_dossier_destroyed_whole_loses_its_manifest_token_and_search_entry(
+    disposal_env: Env, tmp_path: Path
+) -> None:
+    env = disposal_env
+    meta, _ = make_dossier(tmp_path / "whole", seed=9, message_identifier="WHL-2015-1")
+    meta["files"] = [f for f in meta["files"] if f["category"] in DESTROY_CATEGORIES]
+    # A procedure declared sans suite: no DECP, every piece on a 5-year Destroy rule.
+    meta.pop("decp", None)
+    meta["sans_suite"] = True
+    meta["events"] = {"sans_suite": "2015-02-10"}
+    meta["title"] = "Fourniture de xylophones municipaux"
+    r = env.post_transfer(meta, tmp_path / "whole")
+    assert r.status_code == 202, r.text
+    body = env.wait(r.json()["id"])
+    assert body["status"] == "accepted", body
+    root = body["archive_unit_id"]
+
+    def found() -> list[str]:
+        got = env.http.get("/v1/archive-units?q=xylophones", headers=env.auth("archivist"))
+        assert got.status_code == 200, got.text
+        return [u["id"] for u in got.json()["items"]]
+
+    assert found() == [root]
+    tenant = tenant_of(env)
+    with env.services.ingest._uow() as uow:
+        package = uow.archive.get_package(tenant, uow.archive.get_unit(tenant, root).package_id)  # type: ignore[union-attr]
+    assert package is not None
+    r = env.http.post(
+        "/v1/disposal-requests", json={"kind": "destroy"}, headers=env.auth("archivist")
+    )
+    assert r.status_code == 201, r.text
+    request_id = r.json()["id"]
+    assert root in r.json()["unit_ids"]  # everything under it goes: the dossier node too
+    assert (
+        post_visa(env, request_id, "admin", decision="approved", reference="V-4").status_code == 200
+    )
+    wait_locks_lapsed(env, root)
+    r = env.http.post(f"/v1/disposal-requests/{request_id}/execute", headers=env.auth("admin"))
+    assert r.status_code == 200, r.text
+    assert r.json()["execution"]["packages_purged"] == [package.id]
+    left = {e.split("@", 1)[0] for _, e in stored_objects(env.services)}
+    assert package.manifest_key not in left and package.timestamp_key not in left
+    assert not any(k.startswith(f"tenants/{tenant}/packages/{package.id}/") for k in left)
+    assert any(k.startswith(f"tenants/{tenant}/disposal/{request_id}/") for k in left)
+    assert found() == []
+    with env.services.ingest._uow() as uow:
+        assert uow.archive.copies_of_package(tenant, package.id) == []
+        assert uow.disposal.tombstone(tenant, root) is not None
