@@ -94,8 +94,23 @@ class AccessGuard:
         return self._clock.now().date()
 
     def family(self, unit: UnitRecord) -> list[UnitRecord]:
+        """Every unit of the unit's dossier (for decisions over a whole tree)."""
         with self._uow() as uow:
             return uow.archive.units_of_root(unit.tenant_id, unit.root_id)
+
+    def lineage(self, unit: UnitRecord) -> list[UnitRecord]:
+        """The unit and its ancestors, nearest first: all one decision needs (a few primary
+        key reads, not the whole dossier, which may hold thousands of units)."""
+        chain = [unit]
+        seen = {unit.id}
+        with self._uow() as uow:
+            while chain[-1].parent_id and chain[-1].parent_id not in seen:
+                parent = uow.archive.get_unit(unit.tenant_id, chain[-1].parent_id)
+                if parent is None:
+                    break
+                chain.append(parent)
+                seen.add(parent.id)
+        return chain
 
     def is_producer(self, caller: Caller, unit: UnitRecord) -> bool:
         """A platform acting for the unit's own organization (its service producteur)."""
@@ -111,8 +126,9 @@ class AccessGuard:
     def decision(
         self, caller: Caller, unit: UnitRecord, family: Sequence[UnitRecord] | None = None
     ) -> AccessDecision:
-        """The decision for ``caller`` reading ``unit``'s content today."""
-        tree = list(family) if family is not None else self.family(unit)
+        """The decision for ``caller`` reading ``unit``'s content today (``family``: units of
+        the dossier already at hand, at least the unit's ancestors)."""
+        tree = list(family) if family is not None else self.lineage(unit)
         if all(u.id != unit.id for u in tree):
             tree.append(unit)
         rule = rule_decisions(tree, today=self.today())[unit.id]
@@ -124,7 +140,7 @@ class AccessGuard:
         self, unit: UnitRecord, family: Sequence[UnitRecord] | None = None
     ) -> dict[str, Any] | None:
         """The tombstone summary when the unit (or an ancestor) was destroyed/transferred."""
-        tree = family if family is not None else self.family(unit)
+        tree = family if family is not None else self.lineage(unit)
         dead = gone_unit(unit, tree)
         if dead is None:
             return None

@@ -116,7 +116,7 @@ class RetrievalService:
         Only communicability and disposal are judged here, not the caller's role (see
         ``CONTENT_ROLES``). A unit destroyed or transferred is never readable (reason
         ``gone``)."""
-        family = self._guard.family(unit)
+        family = self._guard.lineage(unit)
         if self._guard.gone(unit, family) is not None:
             return AccessDecision(communicable=False, reason=GONE)
         return self._guard.decision(caller, unit, family)
@@ -140,7 +140,7 @@ class RetrievalService:
         """
         subject = subject or ("archive_unit", unit.id)
         base = dict(details or {})
-        family = self._guard.family(unit)
+        family = self._guard.lineage(unit)
         gone = self._guard.gone(unit, family)
         if gone is not None:
             self._refuse(
