@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from archive_service.db import tables as t
-from archive_service.db.repositories import _unit
+from archive_service.db.repositories import _fields, _from_row, _unit
 from archive_service.ports import (
     DossierEventRecord,
     DossierTransferRecord,
@@ -19,32 +19,11 @@ from archive_service.ports import (
 
 
 def _event(row: t.DossierEvent) -> DossierEventRecord:
-    return DossierEventRecord(
-        id=row.id,
-        tenant_id=row.tenant_id,
-        root_id=row.root_id,
-        event=row.event,
-        event_date=row.event_date,
-        source=row.source,
-        recorded_at=row.recorded_at,
-        reference=row.reference,
-        note=row.note,
-        transfer_id=row.transfer_id,
-        recorded_by=row.recorded_by,
-    )
+    return _from_row(DossierEventRecord, row)
 
 
 def _referential(row: t.RetentionReferential) -> ReferentialVersionRecord:
-    return ReferentialVersionRecord(
-        tenant_id=row.tenant_id,
-        version=row.version,
-        label=row.label,
-        text=row.text,
-        sha256=row.sha256,
-        created_at=row.created_at,
-        comment=row.comment,
-        created_by=row.created_by,
-    )
+    return _from_row(ReferentialVersionRecord, row)
 
 
 class SqlLifecycleRepository:
@@ -93,18 +72,7 @@ class SqlLifecycleRepository:
         return [_event(r) for r in rows]
 
     def add_event(self, record: DossierEventRecord) -> DossierEventRecord:
-        row = t.DossierEvent(
-            tenant_id=record.tenant_id,
-            root_id=record.root_id,
-            event=record.event,
-            event_date=record.event_date,
-            reference=record.reference,
-            note=record.note,
-            source=record.source,
-            transfer_id=record.transfer_id,
-            recorded_by=record.recorded_by,
-            recorded_at=record.recorded_at,
-        )
+        row = t.DossierEvent(**{k: v for k, v in _fields(record).items() if k != "id"})
         self._s.add(row)
         self._s.flush()
         return _event(row)
@@ -183,17 +151,6 @@ class SqlLifecycleRepository:
         )
         if exists is not None:
             return False
-        self._s.add(
-            t.RetentionReferential(
-                tenant_id=record.tenant_id,
-                version=record.version,
-                label=record.label,
-                text=record.text,
-                sha256=record.sha256,
-                comment=record.comment,
-                created_by=record.created_by,
-                created_at=record.created_at,
-            )
-        )
+        self._s.add(t.RetentionReferential(**_fields(record)))
         self._s.flush()
         return True

@@ -377,20 +377,25 @@ def test_a_later_package_follows_the_events_recorded_before_it(env: Env, tmp_pat
     assert avenant in {u["unit_id"] for u in run["units"]}
 
 
-def test_events_from_the_command_line(env: Env, tmp_path: Path, monkeypatch: Any) -> None:
+def run_cli(env: Env, monkeypatch: Any, *args: str) -> tuple[int, str]:
+    """The CLI as an operator runs it on the server, configured by the environment."""
     from typer.testing import CliRunner
 
     from archive_service.cli.main import app
 
-    root = archive_works_dossier(env, tmp_path)
     monkeypatch.setenv("ARCHIVE_DATA_DIR", str(env.settings.data_dir))
     monkeypatch.setenv("ARCHIVE_STORAGE_OFFERS", json.dumps(env.settings.storage_offers))
     if env.settings.database_url:
         monkeypatch.setenv("ARCHIVE_DATABASE_URL", env.settings.database_url)
+    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_events_from_the_command_line(env: Env, tmp_path: Path, monkeypatch: Any) -> None:
+    root = archive_works_dossier(env, tmp_path)
 
     def run(*args: str) -> tuple[int, str]:
-        result = CliRunner().invoke(app, list(args), catch_exceptions=False)
-        return result.exit_code, result.output
+        return run_cli(env, monkeypatch, *args)
 
     snapshot = counts(env)
     assert (

@@ -7,16 +7,13 @@ service's own adapter.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
-from typer.testing import CliRunner
 
-from archive_service.cli.main import app
 from archive_service.db import tables as t
 from archive_service.errors import Unavailable
 from tests.integration.conftest import Env, only_stack
@@ -27,6 +24,7 @@ from tests.integration.test_lifecycle_events import (
     entries,
     post_event,
     retention,
+    run_cli,
 )
 from tests.integration.test_s3 import raw_client
 
@@ -120,13 +118,7 @@ def test_reception_and_solde_extend_object_lock_and_nothing_shortens_it(
     assert set(logged[0]["extended"]) == {"ceph-a", "ceph-b"}
 
 
-def cli(env: Env, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str]:
-    monkeypatch.setenv("ARCHIVE_DATA_DIR", str(env.settings.data_dir))
-    monkeypatch.setenv("ARCHIVE_STORAGE_OFFERS", json.dumps(env.settings.storage_offers))
-    if env.settings.database_url:
-        monkeypatch.setenv("ARCHIVE_DATABASE_URL", env.settings.database_url)
-    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
-    return result.exit_code, result.output
+cli = run_cli
 
 
 @only_stack("production")

@@ -15,10 +15,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
-from typer.testing import CliRunner
 
 import archive_service
-from archive_service.cli.main import app
 from archive_service.db import tables as t
 from tests.integration.conftest import Env
 from tests.integration.test_lifecycle_events import (
@@ -27,6 +25,7 @@ from tests.integration.test_lifecycle_events import (
     entries,
     post_event,
     retention,
+    run_cli,
 )
 
 DEFAULT = Path(archive_service.__file__).parent / "data" / "retention_referential.json"
@@ -192,14 +191,7 @@ def test_replace_the_referential_through_the_api(env: Env, tmp_path: Path) -> No
     )
 
 
-def run(env: Env, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str]:
-    """The CLI as an operator runs it on the server, configured by the environment."""
-    monkeypatch.setenv("ARCHIVE_DATA_DIR", str(env.settings.data_dir))
-    monkeypatch.setenv("ARCHIVE_STORAGE_OFFERS", json.dumps(env.settings.storage_offers))
-    if env.settings.database_url:
-        monkeypatch.setenv("ARCHIVE_DATABASE_URL", env.settings.database_url)
-    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
-    return result.exit_code, result.output
+run = run_cli
 
 
 def test_referential_commands(env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
