@@ -295,6 +295,8 @@ def build_services(
     runner.register(PROCESS_JOB, ingest.process)
     lifecycle = LifecycleService(uow=uow, offers=offers, clock=clock, referentials=referentials)
     ingest.on_dossier_changed(lifecycle.dossier_changed)
+    holds = HoldService(uow=uow, offers=offers, clock=clock)
+    ingest.on_dossier_changed(holds.dossier_changed)
     sip = SipIngest(
         ingest=ingest,
         uow=uow,
@@ -345,7 +347,7 @@ def build_services(
             auditor_objects=settings.evidence_auditor_objects,
         ),
         sip=sip,
-        holds=HoldService(uow=uow, offers=offers, clock=clock),
+        holds=holds,
         disposal=build_disposal(settings, uow, offers, tsa, validator, clock, system_clock),
         export=ExportService(
             uow=uow,

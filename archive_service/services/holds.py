@@ -319,6 +319,40 @@ class HoldService:
         _logger.info("hold.lifted", extra={"hold_id": hold_id, "released": len(released)})
         return lifted
 
+    def dossier_changed(self, tenant_id: str, root_id: str) -> None:
+        """After a package added to a held dossier (``IngestService.on_dossier_changed``):
+        the new copies under an active hold get their S3 legal hold too. Idempotent; logged
+        when it set any."""
+        with self._uow() as uow:
+            holds = uow.disposal.active_holds(tenant_id, root_id=root_id)
+            if not holds:
+                return
+            family = uow.archive.units_of_root(tenant_id, root_id)
+            copies: dict[tuple[str, str, str | None], CopyRecord] = {}
+            for hold in holds:
+                for copy in covered_copies(uow, tenant_id, subtree_ids(hold.unit_id, family)):
+                    copies[_key(copy)] = copy
+        done = sum(1 for copy in copies.values() if self._set(copy, on=True))
+        if not done:
+            return
+        with self._uow() as uow:
+            uow.logbook.append(
+                LogEvent(
+                    tenant_id=tenant_id,
+                    at=self._clock.now(),
+                    event_type="hold.storage_applied",
+                    outcome="OK",
+                    subject_type="archive_unit",
+                    subject_id=root_id,
+                    details={
+                        "holds": [h.id for h in holds],
+                        "storage_legal_holds": done,
+                        "why": "the dossier changed (a package was added)",
+                    },
+                )
+            )
+            uow.commit()
+
     # -- storage ---------------------------------------------------------------------------
 
     def _held_keys(

@@ -10,6 +10,7 @@ retention lapses in real time within the test, as it would after years in produc
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from typer.testing import CliRunner
 
@@ -31,7 +33,7 @@ from archive_service.core.seda.reply import build_transfer_reply
 from archive_service.core.timestamp import verify_timestamp
 from archive_service.errors import Unavailable
 from archive_service.storage.s3 import S3BlobStore
-from tests.fixtures.dossier import make_dossier
+from tests.fixtures.dossier import make_dossier, pdf_bytes
 from tests.integration.conftest import (
     Env,
     only_stack,
@@ -133,7 +135,14 @@ def legal_hold_on(store: S3BlobStore, key: str) -> bool:
     for version_id, marker in versions:
         if marker:
             continue
-        got = store._s3.get_object_legal_hold(Bucket=store.bucket, Key=key, VersionId=version_id)
+        try:
+            got = store._s3.get_object_legal_hold(
+                Bucket=store.bucket, Key=key, VersionId=version_id
+            )
+        except ClientError as exc:  # Ceph: never held
+            assert exc.response["Error"]["Code"] == "ObjectLockConfigurationNotFoundError"
+            statuses.append(False)
+            continue
         statuses.append(got["LegalHold"]["Status"] == "ON")
     return all(statuses)
 
@@ -774,3 +783,50 @@ def test_a_dossier_destroyed_whole_loses_its_manifest_token_and_search_entry(
     with env.services.ingest._uow() as uow:
         assert uow.archive.copies_of_package(tenant, package.id) == []
         assert uow.disposal.tombstone(tenant, root) is not None
+
+
+@only_stack("production")
+def test_a_hold_covers_documents_added_to_the_dossier_later(
+    disposal_env: Env, tmp_path: Path
+) -> None:
+    env = disposal_env
+    root = ingest(env, tmp_path, seed=10, notification="2024-03-01", message="GRW-2024-1")
+    r = env.http.post(
+        f"/v1/archive-units/{root}/holds",
+        json={"reason": "Litige sur l'exécution", "reference": "TA-2026-77"},
+        headers=env.auth("archivist"),
+    )
+    assert r.status_code == 201, r.text
+    data = pdf_bytes(title="Avenant n° 1", paragraphs=["Avenant au marché."])
+    folder = tmp_path / "avenant"
+    (folder / "6-Execution").mkdir(parents=True)
+    (folder / "6-Execution/avenant-1.pdf").write_bytes(data)
+    metadata = {
+        "dossier": root,
+        "message_identifier": "GRW-2024-1-ADD",
+        "files": [
+            {
+                "path": "6-Execution/avenant-1.pdf",
+                "category": "execution.avenant",
+                "title": "Avenant n° 1",
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        ],
+    }
+    r = env.post_transfer(metadata, folder)
+    assert r.status_code == 202, r.text
+    assert env.wait(r.json()["id"])["status"] == "accepted"
+    tenant = tenant_of(env)
+    with env.services.ingest._uow() as uow:
+        added = [u for u in uow.archive.units_of_root(tenant, root) if u.title == "Avenant n° 1"]
+        package = uow.archive.get_package(tenant, added[0].package_id)
+    assert added and package is not None and package.sequence == 2
+    keys = object_keys(env, {added[0].id}) | {package.manifest_key, package.timestamp_key}
+    # The holds are applied after the package's commit, by the job that stored it.
+    deadline = time.monotonic() + 60
+    while "hold.storage_applied" not in entries_of(env, root):
+        assert time.monotonic() < deadline, entries_of(env, root)
+        time.sleep(0.1)
+    for store in raw_s3(env):
+        for key in keys:
+            assert legal_hold_on(store, key), (store.name, key)
