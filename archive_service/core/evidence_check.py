@@ -139,11 +139,16 @@ def check_bundle(
     known = {str(p.package_id) for p in others} | {str(p.transfer_id) for p in others}
     for other in others:
         known |= _manifest_unit_ids(other.manifest) | {o.id for o in other.objects or []}
+        known |= _manifest_system_ids(other.manifest)
     _check_lifecycle(index, manifest, token, objects, entries, checks, known=known)
     for other in others:
         _check_package_entries(
             other.label,
-            {"package_id": other.package_id, "transfer_id": other.transfer_id},
+            {
+                "package_id": other.package_id,
+                "transfer_id": other.transfer_id,
+                "root_unit_id": index.get("root_unit_id"),
+            },
             other.manifest,
             other.token,
             [o for o in other.objects or [] if o.uri not in destroyed],
@@ -311,10 +316,16 @@ def _check_sums(objects: list[_Declared] | None, read: ReadFile, checks: list[Ch
             else:
                 listed[match.group(2)] = match.group(1)
         declared = {o.uri: getattr(o, algorithm) for o in objects}
+        # A foreign transfer's manifest gives our SHA-512 only (its MessageDigest): its
+        # SHA-256 is checked against 5.2's SHA-512 sibling through the logbook (9.5).
+        sha512_only = {
+            o.uri for o in objects if algorithm == "sha256" and o.sha256 is None and o.sha512
+        }
         wrong = sorted(
             f"{uri}: manifest {declared.get(uri)}, {file} {listed.get(uri)}"
             for uri in set(declared) | set(listed)
-            if declared.get(uri) is None or declared.get(uri) != listed.get(uri)
+            if (declared.get(uri) is None or declared.get(uri) != listed.get(uri))
+            and not (uri in sha512_only and listed.get(uri))
         )
         problems = wrong + [f"malformed line {line!r}" for line in bad]
         checks.append(
@@ -491,6 +502,22 @@ def _manifest_unit_ids(manifest: bytes | None) -> set[str]:
     }
 
 
+def _manifest_system_ids(manifest: bytes | None) -> set[str]:
+    """``Content/SystemId`` of the manifest's units: units archived by an earlier package
+    that this one adds to."""
+    if manifest is None:
+        return set()
+    try:
+        tree = parse_untrusted(manifest)
+    except (ArchiveError, ValueError):
+        return set()
+    return {
+        (e.text or "").strip()
+        for e in tree.iter()
+        if isinstance(e.tag, str) and e.tag.rsplit("}", 1)[-1] == "SystemId"
+    }
+
+
 def _check_lifecycle(
     index: dict[str, Any],
     manifest: bytes | None,
@@ -560,7 +587,11 @@ def _check_package_entries(
     """Checks 9.3-9.5 for one package (``label``: "" for the unit's own, ``v<n>`` for
     another package of the dossier)."""
     package, transfer = index.get("package_id"), index.get("transfer_id")
-    units = _manifest_unit_ids(manifest)
+    # The dossier: a unit of the manifest, or (an addition) the unit it names by SystemId or
+    # the dossier's root the bundle names.
+    units = _manifest_unit_ids(manifest) | _manifest_system_ids(manifest)
+    if isinstance(index.get("root_unit_id"), str):
+        units.add(index["root_unit_id"])
     prefix = f"{label} " if label else ""
 
     def about(kind: str, subject: object) -> list[dict[str, Any]]:
@@ -604,8 +635,17 @@ def _check_package_entries(
             PROOFS_FILE,
         )
     )
-    stored = {(e.get("details") or {}).get("sha256") for e in about("object.stored", package)}
-    missing = sorted(o.uri for o in objects or [] if o.sha256 not in stored)
+    logged = [e.get("details") or {} for e in about("object.stored", package)]
+    stored = {d.get("sha256") for d in logged}
+    keys = {str(d.get("key")) for d in logged}
+    # Without a SHA-256 in the manifest (a foreign transfer's: SHA-512), the object's copy
+    # is found by its key, which ends with its Uri.
+    missing = sorted(
+        o.uri
+        for o in objects or []
+        if (o.sha256 is not None and o.sha256 not in stored)
+        or (o.sha256 is None and not any(k.endswith("/" + o.uri) for k in keys))
+    )
     checks.append(
         CheckResult(
             prefix + "9.5 object.stored entries for every object",

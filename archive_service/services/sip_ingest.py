@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
 
@@ -67,6 +68,7 @@ from archive_service.ports import (
     UnitOfWork,
     UnitRecord,
 )
+from archive_service.services.dossiers import DossierState, load_dossier_state
 from archive_service.services.ingest import (
     PROCESS_JOB,
     TRANSFER_ROLES,
@@ -163,6 +165,11 @@ class SipIngest:
             replay = replayed(uow, caller, message_id, digest, where="MessageIdentifier")
             if replay is not None:
                 return replay
+            growth = (
+                self._attachments(uow, caller, transfer, scope.siret)
+                if check.accepted and transfer is not None
+                else {}
+            )
             record = TransferRecord(
                 id=new_id("tr", now),
                 tenant_id=caller.tenant_id,
@@ -179,6 +186,7 @@ class SipIngest:
                     "seda_version": check.version,
                     "organization": scope.siret,
                     "title": transfer.comment if transfer else None,
+                    **growth,
                 },
                 staging_dir=staging_dir,
                 package_id=new_id("pkg", now),
@@ -212,6 +220,82 @@ class SipIngest:
                 stored = uow.transfers.get(caller.tenant_id, record.id)
                 return RegisterOutcome(stored or record, replayed=False)
         return RegisterOutcome(record, replayed=False)
+
+    def _attachments(
+        self, uow: UnitOfWork, caller: Caller, sip: ForeignTransfer, siret: str
+    ) -> dict[str, Any]:
+        """A transfer adding to an archived dossier: its top-level ArchiveUnits that name one
+        of our units by ``Content/SystemId`` (``{}`` when none does). Refused (422, nothing
+        written) like an addition through metadata: a unit unknown in the caller's tenant or
+        hidden from it, units of several dossiers, a dossier or unit no longer active, a
+        dossier of another organization than the transfer's, a reference below the top."""
+        named = {u.id: u.system_id for u in sip.units if u.system_id}
+        if not named:
+            return {}
+        issues: list[Issue] = []
+        roots: set[str] = set()
+        dossier: UnitRecord | None = None
+        for sender_id, system_id in sorted(named.items()):
+            where = f"ArchiveUnit[@id='{sender_id}']/Content/SystemId"
+            if sender_id not in sip.roots:
+                issues.append(
+                    Issue(
+                        "sip-systemid-nested",
+                        "only a top-level ArchiveUnit may name an archived unit by SystemId",
+                        where,
+                    )
+                )
+                continue
+            unit = uow.archive.get_unit(caller.tenant_id, system_id)
+            root = uow.archive.get_unit(caller.tenant_id, unit.root_id) if unit else None
+            org = (
+                uow.tenancy.organization_by_siret(caller.tenant_id, root.organization_siret or "")
+                if root is not None
+                else None
+            )
+            if (
+                unit is None
+                or root is None
+                or (
+                    caller.role is Role.PLATFORM
+                    and (org is None or org.id not in caller.organization_ids)
+                )
+            ):
+                issues.append(Issue("dossier-unknown", f"no archive unit {system_id} here", where))
+                continue
+            roots.add(root.id)
+            dossier = root
+            for which in (root, unit):
+                if which.status != "active":
+                    issues.append(
+                        Issue(
+                            "dossier-not-active",
+                            f"archive unit {which.id} is {which.status}: nothing can be added",
+                            where,
+                        )
+                    )
+            if root.organization_siret != siret:
+                issues.append(
+                    Issue(
+                        "organization-mismatch",
+                        f"the dossier belongs to organization {root.organization_siret}, "
+                        f"the transfer to {siret}",
+                        where,
+                    )
+                )
+        if len(roots) > 1:
+            issues.append(
+                Issue(
+                    "sip-several-dossiers",
+                    f"the transfer names units of {len(roots)} dossiers; one transfer adds to "
+                    "one dossier",
+                    "DescriptiveMetadata",
+                )
+            )
+        if issues:
+            raise InvalidInput("the transfer cannot be added to an archived dossier", issues=issues)
+        assert dossier is not None
+        return {"dossier_id": dossier.id, "attach": dict(sorted(named.items()))}
 
     def _scope(
         self, uow: UnitOfWork, caller: Caller, named: list[str], organization: str | None
@@ -300,17 +384,24 @@ class SipIngest:
         copies = ingest.store_blobs(transfer, prefix, blobs, manifest, token)
         ingest.lock_copies(copies)
 
+        dossier = self._dossier(transfer)
         units, unit_of = _units(
-            sip, transfer, now, str(transfer.metadata.get("organization")), self._clock.now()
+            sip,
+            transfer,
+            now,
+            str(transfer.metadata.get("organization")),
+            self._clock.now(),
+            dossier=dossier,
         )
-        root_id = units[0].id
+        root_id = dossier.root.id if dossier is not None else units[0].id
         sender_unit = UnitRecord(
             id=derived_id("au", now, f"{transfer.id}/sender-manifest"),
             tenant_id=transfer.tenant_id,
             package_id=transfer.package_id,
             root_id=root_id,
             parent_id=root_id,
-            position=len(units),
+            position=1
+            + max((u.position for u in [*units, *(dossier.units if dossier else ())]), default=-1),
             level="Item",
             title="Bordereau de versement reçu",
             category=None,
@@ -318,7 +409,7 @@ class SipIngest:
             appraisal=None,
             access=None,
             created_at=self._clock.now(),
-            organization_siret=units[0].organization_siret,
+            organization_siret=str(transfer.metadata.get("organization")),
         )
         units.append(sender_unit)
         object_records = [
@@ -354,8 +445,36 @@ class SipIngest:
                 index_body=" ".join(
                     filter(None, [sip.comment, *(u.content.get("description") for u in units)])
                 ),
-                index_keywords=" ".join(u.title for u in units),
+                index_keywords=" ".join(
+                    [u.title for u in dossier.units if u.id != root_id] if dossier else []
+                )
+                + " ".join(u.title for u in units),
+                dossier=dossier.root if dossier is not None else None,
             )
+        if dossier is not None:
+            ingest.dossier_changed(transfer.tenant_id, root_id)
+
+    def _dossier(self, transfer: TransferRecord) -> DossierState | None:
+        """The archived dossier the transfer adds to, judged again (a disposal may have come
+        since its registration): ``InvalidInput``, a rejection, when it cannot take it."""
+        root_id = transfer.metadata.get("dossier_id")
+        if not isinstance(root_id, str):
+            return None
+        attach = transfer.metadata.get("attach") or {}
+        with self._uow() as uow:
+            root = uow.archive.get_unit(transfer.tenant_id, root_id)
+            if root is None:
+                raise InvalidInput(f"dossier {root_id} is no longer archived")
+            state = load_dossier_state(uow, transfer.tenant_id, root)
+        status = {u.id: u.status for u in state.units}
+        closed = [
+            Issue("dossier-not-active", f"archive unit {uid} is {status.get(uid)}", sender)
+            for sender, uid in sorted({**attach, "dossier": root_id}.items())
+            if status.get(uid) != "active"
+        ]
+        if closed:
+            raise InvalidInput("the dossier can no longer take this transfer", issues=closed)
+        return state
 
     def _stage(self, transfer: TransferRecord, name: str, chunks: Iterator[bytes]) -> Path:
         """Write a staged file anew. A run that went before may have handed the old one to a
@@ -451,47 +570,75 @@ def _description(unit: SipUnit, version: SedaVersion) -> str | None:
 
 
 def _units(
-    sip: ForeignTransfer, transfer: TransferRecord, now: datetime, siret: str, created: datetime
+    sip: ForeignTransfer,
+    transfer: TransferRecord,
+    now: datetime,
+    siret: str,
+    created: datetime,
+    *,
+    dossier: DossierState | None = None,
 ) -> tuple[list[UnitRecord], dict[str, str]]:
     """Our unit records: a root for the transfer, then the sender's units (first parent wins).
 
-    Returns them with the unit id of each object (by the sender's object id)."""
+    Added to an archived ``dossier``: no root of its own; a sender unit naming one of our
+    units by ``SystemId`` *is* that unit (not recorded again: its children and objects attach
+    to it), the other top-level units go under the dossier's root, and positions follow the
+    dossier's. Returns them with the unit id of each object (by the sender's object id)."""
     root_id = derived_id("au", now, f"{transfer.id}/root")
     ours = {u.id: derived_id("au", now, f"{transfer.id}/unit/{u.id}") for u in sip.units}
-    records = [
-        UnitRecord(
-            id=root_id,
-            tenant_id=transfer.tenant_id,
-            package_id=transfer.package_id,
-            root_id=root_id,
-            parent_id=None,
-            position=0,
-            level="RecordGrp",
-            title=sip.comment or f"Transfert {sip.message_identifier}",
-            category=None,
-            content={
-                "description": sip.comment,
-                "kind": SIP_KIND,
-                "seda_version": sip.version,
-                "message_identifier": sip.message_identifier,
-                "transferring_agency": sip.transferring_agency,
-                "originating_agency": sip.originating_agency,
-            },
-            appraisal=None,
-            access=None,
-            created_at=created,
-            organization_siret=siret,
-        )
-    ]
+    attach: dict[str, str] = {}
+    if dossier is not None:
+        root_id = dossier.root.id
+        attach = {str(k): str(v) for k, v in (transfer.metadata.get("attach") or {}).items()}
+        ours.update(attach)
+    records = (
+        []
+        if dossier is not None
+        else [
+            UnitRecord(
+                id=root_id,
+                tenant_id=transfer.tenant_id,
+                package_id=transfer.package_id,
+                root_id=root_id,
+                parent_id=None,
+                position=0,
+                level="RecordGrp",
+                title=sip.comment or f"Transfert {sip.message_identifier}",
+                category=None,
+                content={
+                    "description": sip.comment,
+                    "kind": SIP_KIND,
+                    "seda_version": sip.version,
+                    "message_identifier": sip.message_identifier,
+                    "transferring_agency": sip.transferring_agency,
+                    "originating_agency": sip.originating_agency,
+                },
+                appraisal=None,
+                access=None,
+                created_at=created,
+                organization_siret=siret,
+            )
+        ]
+    )
     group_of = {o.id: o.group_id for o in sip.objects}
     unit_of_group: dict[str, str] = {}
     unit_of_object: dict[str, str] = {}
     seen: set[str] = set()
+    first_position = 1 + max((u.position for u in dossier.units), default=-1) if dossier else 0
 
     def visit(unit: SipUnit, parent: str) -> None:
         if unit.id in seen:
             return
         seen.add(unit.id)
+        if unit.id in attach:
+            for ref in unit.group_refs:
+                unit_of_group.setdefault(ref, ours[unit.id])
+            for ref in unit.object_refs:
+                unit_of_object.setdefault(ref, ours[unit.id])
+            for child in unit.children:
+                if child.target in ours:
+                    visit(sip.unit(child.target), ours[unit.id])
+            return
         records.append(
             UnitRecord(
                 id=ours[unit.id],
@@ -499,7 +646,7 @@ def _units(
                 package_id=transfer.package_id,
                 root_id=root_id,
                 parent_id=parent,
-                position=len(records),
+                position=first_position + len(records),
                 level=unit.level or "Item",
                 title=unit.title or unit.id,
                 category=None,

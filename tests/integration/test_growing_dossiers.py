@@ -6,6 +6,7 @@ official XSD) and its own token over it; refused additions leave nothing behind.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import subprocess
 import time
@@ -17,7 +18,7 @@ from lxml import etree
 from sqlalchemy import text, update
 
 from archive_service.db import tables as t
-from tests.fixtures.dossier import make_small_dossier, pdf_bytes
+from tests.fixtures.dossier import BUYER_SIRET, make_small_dossier, pdf_bytes
 from tests.integration.conftest import OTHER_SIRET, Env, post_transfer
 from tests.integration.test_ingest_bad_input import snapshot
 from tests.reference import official_schema
@@ -275,7 +276,11 @@ def test_evidence_of_a_grown_dossier_covers_every_package(env: Env, tmp_path: Pa
         tmp_path, root_id, "dgd", [("8-Execution/dgd.pdf", "execution.dgd", "DGD")]
     )
     add(env, meta2, dir2)
+    r = post_zip(env, sip_addition(root_id, "Ordre de service n°2", "SIP-EVIDENCE"))
+    assert r.status_code == 202, r.text
+    assert env.wait(r.json()["id"])["status"] == "accepted"
     versions = get(env, f"/v1/archive-units/{root_id}/versions").json()["versions"]
+    assert len(versions) == 4
     all_objects = {o["sha256"] for v in versions for o in v["objects"]}
 
     data = fetch(env, root_id)
@@ -290,7 +295,7 @@ def test_evidence_of_a_grown_dossier_covers_every_package(env: Env, tmp_path: Pa
 
     with zipfile.ZipFile(bundle) as zf:
         index = json.loads(zf.read("bundle.json"))
-        assert [p["sequence"] for p in index["packages"]] == [1, 2, 3]
+        assert [p["sequence"] for p in index["packages"]] == [1, 2, 3, 4]
         sums = {line.split()[0] for line in zf.read("SHA256SUMS").decode().splitlines()}
         assert sums == all_objects
         for p in index["packages"]:
@@ -309,3 +314,139 @@ def test_evidence_of_a_grown_dossier_covers_every_package(env: Env, tmp_path: Pa
     code, report, _ = archive_verify(forged)
     assert code != 0
     assert any(name.startswith("v3 ") for name, _subject in failed(report)), failed(report)
+
+
+SIP_ADDITION = """<?xml version="1.0" encoding="UTF-8"?>
+<ArchiveTransfer xmlns="fr:gouv:culture:archivesdefrance:seda:v2.3">
+  <Comment>Pièces d'exécution envoyées par le profil acheteur</Comment>
+  <Date>2025-07-01T10:00:00</Date>
+  <MessageIdentifier>{message}</MessageIdentifier>
+  <CodeListVersions/>
+  <DataObjectPackage>
+    <DataObjectGroup id="og1">
+      <BinaryDataObject id="bdo1">
+        <Uri>content/os-2.pdf</Uri>
+        <MessageDigest algorithm="SHA-256">{digest}</MessageDigest>
+        <Size>{size}</Size>
+        <FileInfo><Filename>os-2.pdf</Filename></FileInfo>
+      </BinaryDataObject>
+    </DataObjectGroup>
+    <DescriptiveMetadata>
+      <ArchiveUnit id="existing">
+        {management}<Content>
+          <DescriptionLevel>SubGrp</DescriptionLevel>
+          <Title>Exécution</Title>
+          {system_id}
+        </Content>
+        <ArchiveUnit id="os2">
+          <Content>
+            <DescriptionLevel>Item</DescriptionLevel>
+            <Title>{title}</Title>
+          </Content>
+          <DataObjectReference><DataObjectGroupReferenceId>og1</DataObjectGroupReferenceId></DataObjectReference>
+        </ArchiveUnit>
+      </ArchiveUnit>
+    </DescriptiveMetadata>
+    <ManagementMetadata/>
+  </DataObjectPackage>
+  <ArchivalAgency><Identifier>GIP</Identifier></ArchivalAgency>
+  <TransferringAgency><Identifier>PROFIL-ACHETEUR</Identifier></TransferringAgency>
+</ArchiveTransfer>
+"""
+
+
+def sip_addition(
+    unit_id: str, title: str, message: str, *, update_operation: bool = False
+) -> bytes:
+    """A SEDA 2.3 zip adding one real PDF under our unit ``unit_id``: named by
+    ``Content/SystemId`` (what the official XSD allows), or by Vitam's
+    ``Management/UpdateOperation/SystemId`` (which the bare official XSD refuses)."""
+    data = pdf_bytes(title=title, paragraphs=[f"{title} — envoyé par SEDA."])
+    if update_operation:
+        operation = f"<UpdateOperation><SystemId>{unit_id}</SystemId></UpdateOperation>"
+        management = f"<Management>{operation}</Management>"
+        system_id = ""
+    else:
+        management, system_id = "", f"<SystemId>{unit_id}</SystemId>"
+    manifest = SIP_ADDITION.format(
+        message=message,
+        digest=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        management=management,
+        system_id=system_id,
+        title=title,
+    )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("manifest.xml", manifest.encode())
+        archive.writestr("content/os-2.pdf", data)
+    return buffer.getvalue()
+
+
+def post_zip(env: Env, blob: bytes, **auth: Any) -> Any:
+    return env.http.post(
+        "/v1/transfers",
+        content=blob,
+        headers={**env.auth(**auth), "Content-Type": "application/zip"},
+        params={"organization": BUYER_SIRET},
+    )
+
+
+def test_a_seda_zip_naming_an_archived_unit_by_systemid_adds_to_its_dossier(
+    env: Env, tmp_path: Path
+) -> None:
+    root_id = archive_first(env, tmp_path, n_files=14)
+    first = get(env, f"/v1/archive-units/{root_id}").json()
+    execution = tree_titles(first["tree"])["Exécution"]
+
+    r = post_zip(env, sip_addition(execution["id"], "Ordre de service n°2 pivoine", "SIP-ADD-1"))
+    assert r.status_code == 202, r.text
+    done = env.wait(r.json()["id"])
+    assert done["status"] == "accepted", done
+    assert done["archive_unit_id"] == root_id
+
+    whole = get(env, f"/v1/archive-units/{root_id}").json()
+    phases = [c for c in whole["tree"]["children"] if c["title"] == "Exécution"]
+    assert len(phases) == 1
+    titles = {c["title"] for c in phases[0]["children"]}
+    assert "Ordre de service n°2 pivoine" in titles
+    assert {o["path"] for o in whole["objects"]} >= {"content/os-2.pdf"}
+    versions = get(env, f"/v1/archive-units/{root_id}/versions").json()["versions"]
+    assert [v["sequence"] for v in versions] == [1, 2]
+    added = versions[1]
+    assert {o["path"] for o in added["objects"]} == {"content/os-2.pdf", "manifest.xml"}
+    manifest = get(env, f"/v1/archive-units/{root_id}/versions/2/manifest").content
+    schema = official_schema("2.3")
+    assert schema.validate(etree.fromstring(manifest)), schema.error_log
+    token = get(env, f"/v1/archive-units/{root_id}/versions/2/timestamp").content
+    verify_token(tmp_path, manifest, token, get(env, "/v1/tsa/certificates").content, "sip")
+    hits = get(env, "/v1/archive-units", params={"q": "pivoine"}).json()["items"]
+    assert [h["id"] for h in hits] == [root_id]
+
+    # Refused with nothing written: a unit unknown here, another tenant's, a closed dossier.
+    for blob, auth, code in (
+        (sip_addition("au-nowhere", "X", "SIP-ADD-2"), {}, "dossier-unknown"),
+        (sip_addition(root_id, "X", "SIP-ADD-3"), {"other_tenant": True}, "dossier-unknown"),
+    ):
+        before = settled(env)
+        r = post_zip(env, blob, **auth)
+        assert r.status_code == 422, r.text
+        assert code in {i["code"] for i in r.json()["issues"]}
+        assert snapshot(env) == before
+    with env.services.engine.begin() as conn:
+        conn.execute(
+            update(t.ArchiveUnit)
+            .where(t.ArchiveUnit.id == execution["id"])
+            .values(status="destroyed")
+        )
+    before = settled(env)
+    r = post_zip(env, sip_addition(execution["id"], "X", "SIP-ADD-4"))
+    assert r.status_code == 422 and "dossier-not-active" in r.text, r.text
+    assert snapshot(env) == before
+
+    # Vitam's Management/UpdateOperation is not in the official 2.3 XSD: judged as it judges.
+    r = post_zip(env, sip_addition(root_id, "Y", "SIP-ADD-5", update_operation=True))
+    assert r.status_code == 202, r.text
+    done = env.wait(r.json()["id"])
+    assert done["status"] == "rejected"
+    assert "UpdateOperation" in json.dumps(done["reasons"])

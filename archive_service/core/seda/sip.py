@@ -164,6 +164,10 @@ class SipUnit:
     children: tuple[SipChild, ...]
     xml: bytes
     """The whole ``ArchiveUnit`` element as the sender wrote it (canonical)."""
+    system_id: str | None = None
+    """``Content/SystemId``: the id an archive gave this unit, i.e. a unit already archived
+    that this transfer adds to (the way the official 2.2/2.3 XSDs allow naming one; their
+    ``OtherManagementAbstract`` has no ``UpdateOperation`` without Vitam's extension)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -676,6 +680,7 @@ def _units(
             ),
             children=tuple(children),
             xml=_c14n(element) or b"",
+            system_id=_text(content, s("SystemId")) if content is not None else None,
         )
 
     top = descriptive.findall(s("ArchiveUnit"))
