@@ -384,3 +384,32 @@ def test_evidence_never_ships_restricted_objects(env: Env, tmp_path: Path) -> No
     env.clock.set(at(END))
     r = env.http.get(url, params={"with_objects": "true"}, headers=env.auth("archivist"))
     assert r.status_code == 200
+
+
+def test_a_unit_without_its_own_rule_follows_its_nearest_ancestor(env: Env, tmp_path: Path) -> None:
+    unit_id, _ = archive(env, tmp_path, "inherit")
+    doc = documents(env, unit_id)["dce.rc"]
+    assert content(env, doc["object"], "archivist").status_code == 200
+    with env.services.engine.begin() as conn:
+        phase = conn.scalar(
+            select(t.ArchiveUnit.parent_id).where(t.ArchiveUnit.id == doc["unit"]["id"])
+        )
+        secret = conn.scalar(
+            select(t.ArchiveUnit.access).where(
+                t.ArchiveUnit.id == documents(env, unit_id)["offres.retenue"]["unit"]["id"]
+            )
+        )
+        conn.execute(
+            update(t.ArchiveUnit).where(t.ArchiveUnit.id == doc["unit"]["id"]).values(access=None)
+        )
+        conn.execute(
+            update(t.ArchiveUnit)
+            .where(t.ArchiveUnit.id == phase)
+            .values(access=secret, access_end=END)
+        )
+    body = assert_restricted(
+        content(env, doc["object"], "archivist"), end=END, pending=False, rule="MP-ACC-SA-25A"
+    )
+    assert body["inherited_from"] == phase
+    view = documents(env, unit_id)["dce.rc"]["unit"]["access"]
+    assert view["inherited_from"] == phase and view["communicable"] is False
