@@ -687,21 +687,22 @@ class LifecycleService:
                     report.failed.setdefault(offer_name, problem)
         if report.failed:
             report.status = "pending"
-        self._record_locks(tenant_id, root_id, units, report, jobs, caller)
+        self._record_locks(tenant_id, root_id, report, jobs, caller)
         return report
 
     def _record_locks(
         self,
         tenant_id: str,
         root_id: str,
-        units: Sequence[UnitRecord],
         report: LockReport,
         jobs: Sequence[tuple[LockingBlobStore, CopyRecord, datetime]],
         caller: Caller | None,
     ) -> None:
         """Log the extension, and set (failure) or clear (success) the dossier's mark."""
         pending = report.status == "pending"
-        if not jobs and not any((u.appraisal or {}).get("lock_pending") for u in units):
+        if not jobs:
+            # Nothing was locked (no end known, e.g. while a dispute suspends every DUA): a
+            # mark left by an earlier failure stays for the next attempt.
             return
         now = self._clock.now()
         with self._uow() as uow:
