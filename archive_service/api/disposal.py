@@ -21,7 +21,7 @@ from starlette.background import BackgroundTask
 from archive_service.api.deps import CallerDep, ServicesDep
 from archive_service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from archive_service.services.disposal import candidate_json, request_json
-from archive_service.services.holds import hold_json
+from archive_service.services.holds import hold_json, hold_view_json
 
 router = APIRouter()
 
@@ -89,13 +89,7 @@ async def place_hold(
 
 @router.get("/v1/archive-units/{unit_id}/holds")
 def unit_holds(unit_id: str, caller: CallerDep, services: ServicesDep) -> dict[str, Any]:
-    view = services.holds.view(caller, unit_id)
-    return {
-        "unit_id": view.unit_id,
-        "held": view.held,
-        "holds": [hold_json(h) for h in view.on_unit],
-        "inherited": [hold_json(h) for h in view.inherited],
-    }
+    return hold_view_json(services.holds.view(caller, unit_id))
 
 
 @router.get("/v1/holds/{hold_id}")

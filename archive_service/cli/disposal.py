@@ -173,18 +173,9 @@ def hold_list(
     as_json: JsonOpt = False,
 ) -> None:
     """The holds placed on the unit (lifted ones too) and those covering it from above."""
-    from archive_service.services.holds import hold_json
+    from archive_service.services.holds import hold_view_json
 
-    def act(services: Services, caller: Caller) -> dict[str, Any]:
-        view = services.holds.view(caller, unit)
-        return {
-            "unit_id": view.unit_id,
-            "held": view.held,
-            "holds": [hold_json(h) for h in view.on_unit],
-            "inherited": [hold_json(h) for h in view.inherited],
-        }
-
-    body = _run(tenant, None, act)
+    body = _run(tenant, None, lambda s, c: hold_view_json(s.holds.view(c, unit)))
     if as_json:
         _dump(body)
         return

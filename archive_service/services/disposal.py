@@ -690,12 +690,14 @@ class DisposalService:
 
     def transfer_zip(self, caller: Caller, request_id: str) -> Path:
         """The SEDA ``ArchiveTransfer`` zip of an approved transfer request (a temporary
-        file the caller removes). Logged with its digest."""
+        file the caller removes; built again, same message identifier, on each call until
+        the archives reply). Logged with its digest. A request the archives rejected is
+        closed: its units may be proposed again."""
         self._may_write(caller, "export a transfer")
         request = self.get(caller, request_id)
         if request.kind != "transfer":
             raise Conflict(f"request {request_id} is a {request.kind} request, not a transfer")
-        if request.status not in (RequestStatus.APPROVED, RequestStatus.REJECTED_BY_ARCHIVES):
+        if request.status is not RequestStatus.APPROVED:
             raise Conflict(
                 f"request {request_id} is {request.status.value}: the transfer is exported "
                 "after an approved visa",

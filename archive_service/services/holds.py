@@ -124,6 +124,16 @@ def hold_json(hold: HoldRecord) -> dict[str, object]:
     }
 
 
+def hold_view_json(view: HoldView) -> dict[str, object]:
+    """GET …/holds: whether the unit is held, the holds placed on it, those from above."""
+    return {
+        "unit_id": view.unit_id,
+        "held": view.held,
+        "holds": [hold_json(h) for h in view.on_unit],
+        "inherited": [hold_json(h) for h in view.inherited],
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class HoldView:
     """What GET …/holds answers: the holds placed on the unit (lifted ones too) and the

@@ -830,3 +830,81 @@ def test_a_hold_covers_documents_added_to_the_dossier_later(
     for store in raw_s3(env):
         for key in keys:
             assert legal_hold_on(store, key), (store.name, key)
+
+
+@only_stack("default")
+def test_a_refused_visa_frees_the_units_and_a_ko_reply_rejects_the_transfer(
+    disposal_env: Env, tmp_path: Path
+) -> None:
+    env = disposal_env
+    ingest(env, tmp_path, seed=11, notification="2015-04-01", message="REF-2015-1")
+    r = env.http.post(
+        "/v1/disposal-requests", json={"kind": "destroy"}, headers=env.auth("archivist")
+    )
+    assert r.status_code == 201, r.text
+    first = r.json()
+    refusal = build_authorization_reply(first["id"], "KO", "AD45-REFUS-1", datetime.now(UTC))
+    r = env.http.post(
+        f"/v1/disposal-requests/{first['id']}/visa",
+        content=refusal,
+        headers={**env.auth("admin"), "Content-Type": "application/xml"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "refused" and r.json()["visa"]["decision"] == "refused"
+    assert (
+        env.http.post(
+            f"/v1/disposal-requests/{first['id']}/execute", headers=env.auth("admin")
+        ).status_code
+        == 409
+    )
+    # A second visa is refused; the units may be proposed again.
+    assert (
+        post_visa(env, first["id"], "admin", decision="approved", reference="X").status_code == 409
+    )
+    r = env.http.post(
+        "/v1/disposal-requests", json={"kind": "destroy"}, headers=env.auth("archivist")
+    )
+    assert r.status_code == 201 and set(r.json()["unit_ids"]) == set(first["unit_ids"])
+    listed = env.http.get("/v1/disposal-requests?status=refused", headers=env.auth("auditor"))
+    assert [x["id"] for x in listed.json()["requests"]] == [first["id"]]
+
+    r = env.http.post(
+        "/v1/disposal-requests", json={"kind": "transfer"}, headers=env.auth("archivist")
+    )
+    assert r.status_code == 201, r.text
+    transfer = r.json()["id"]
+    assert (
+        post_visa(env, transfer, "admin", decision="approved", reference="V-T").status_code == 200
+    )
+    # A reply before the transfer was exported is out of order.
+    ko = build_transfer_reply(
+        TransferReplyInput(
+            message_identifier="AD45-ATR-KO",
+            message_request_identifier=f"{transfer}-AT",
+            date=datetime.now(UTC),
+            reply_code=ReplyCode.KO,
+            archival_agency="AD45",
+            transferring_agency="GIP",
+            reasons=("Bordereau incomplet",),
+        )
+    )
+    headers = {**env.auth("archivist"), "Content-Type": "application/xml"}
+    r = env.http.post(f"/v1/disposal-requests/{transfer}/reply", content=ko, headers=headers)
+    assert r.status_code == 409, r.text
+    assert (
+        env.http.get(
+            f"/v1/disposal-requests/{transfer}/transfer.zip", headers=env.auth("archivist")
+        ).status_code
+        == 200
+    )
+    r = env.http.post(f"/v1/disposal-requests/{transfer}/reply", content=ko, headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "rejected-by-archives"
+    assert r.json()["transfer"]["reply"]["reply_code"] == "KO"
+    r = env.http.post(f"/v1/disposal-requests/{transfer}/confirm", headers=env.auth("admin"))
+    assert r.status_code == 409
+    # Rejected is closed: its units may go to a new transfer request.
+    r = env.http.post(
+        "/v1/disposal-requests", json={"kind": "transfer"}, headers=env.auth("archivist")
+    )
+    assert r.status_code == 201, r.text

@@ -271,6 +271,18 @@ def test_delete_removes_and_frees_the_key(store: BlobStore) -> None:
     assert stat is not None and stat.sha256 == _sha256(b"the retry")
 
 
+def test_purge_removes_an_unlocked_archived_key_and_is_idempotent(store: BlobStore) -> None:
+    store.put_bytes("t/p/destroyed", b"an offer whose DUA ended, with the visa")
+    store.put_bytes("t/p/kept", b"kept")
+    store.purge("t/p/destroyed")
+    assert store.stat("t/p/destroyed") is None
+    assert list(store.iter_keys()) == ["t/p/kept"]
+    with pytest.raises(NotFound):
+        store.open("t/p/destroyed")
+    store.purge("t/p/destroyed")  # a resumed execution purges again: not an error
+    store.purge("t/p/never-written")
+
+
 # --- Large objects are streamed ------------------------------------------------------------
 
 
