@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,9 @@ from typing import Any
 from sqlalchemy import func, select
 
 from archive_service.db import tables as t
+from archive_service.errors import Conflict
 from tests.fixtures.dossier import make_dossier, pdf_bytes
-from tests.integration.conftest import OTHER_SIRET, Env
+from tests.integration.conftest import OTHER_SIRET, Env, only_postgresql
 
 NOTIFIED = "2025-03-10"
 RECEPTION = date(2026, 6, 30)
@@ -416,3 +419,28 @@ def test_events_from_the_command_line(env: Env, tmp_path: Path, monkeypatch: Any
     last = history.json()["events"][-1]
     assert (last["event"], last["source"], last["date"]) == ("reception", "cli", "2026-06-30")
     assert last["recorded_by"].startswith("cli")
+
+
+@only_postgresql()
+def test_concurrent_dispute_openings_record_one(env: Env, tmp_path: Path) -> None:
+    """The dossier's lock: of two dispute openings sent at once, one is recorded and the
+    other sees it (409), never two open disputes."""
+    root = archive_works_dossier(env, tmp_path)
+    caller = env.services.tenancy.authenticate(env.keys["archivist"])
+    barrier = threading.Barrier(2)
+
+    def open_dispute(day: int) -> str:
+        barrier.wait()
+        try:
+            env.services.lifecycle.record_event(
+                caller, root, event="dispute_opened", when=date(2026, 10, day)
+            )
+        except Conflict:
+            return "conflict"
+        return "recorded"
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = sorted(pool.map(open_dispute, (1, 2)))
+    assert outcomes == ["conflict", "recorded"]
+    body = retention(env, root)
+    assert len(body["facts"]["disputes"]) == 1 and body["facts"]["dispute_open"]
