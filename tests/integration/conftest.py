@@ -397,6 +397,23 @@ def post_transfer(
     return http.post("/v1/transfers", files=files, headers=headers)
 
 
+def invoke_cli(env: Env, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str]:
+    """Run ``archive-service ARGS`` in process on ``env``'s database, offers and data
+    directory (its own services, as an operator's command would); (exit code, output)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from archive_service.cli.main import app
+
+    monkeypatch.setenv("ARCHIVE_DATA_DIR", str(env.settings.data_dir))
+    monkeypatch.setenv("ARCHIVE_STORAGE_OFFERS", json.dumps(env.settings.storage_offers))
+    if env.settings.database_url:
+        monkeypatch.setenv("ARCHIVE_DATABASE_URL", env.settings.database_url)
+    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
 @pytest.fixture
 def env(settings: Settings) -> Iterator[Env]:
     with open_env(settings) as opened:

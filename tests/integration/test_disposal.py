@@ -23,9 +23,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from typer.testing import CliRunner
 
-from archive_service.cli.main import app
 from archive_service.config import Settings
 from archive_service.core.model import ReplyCode, TransferReplyInput
 from archive_service.core.seda.lifecycle import build_authorization_reply
@@ -36,6 +34,7 @@ from archive_service.storage.s3 import S3BlobStore
 from tests.fixtures.dossier import make_dossier, pdf_bytes
 from tests.integration.conftest import (
     Env,
+    invoke_cli,
     only_stack,
     open_env,
     s3_offers,
@@ -330,6 +329,12 @@ def test_hold_blocks_disposal_until_lifted_then_destroyed_with_certificate(
     assert stone.record["visa"]["reference"] == "AD45-2026-17"
     assert stone.record["objects"] and all(len(o["sha512"]) == 128 for o in stone.record["objects"])
     assert stone.record["appraisal"]["rule_id"] == "MP-NR-5A"
+    # Reading a destroyed object answers 410 Gone with what the tombstone says.
+    gone = env.http.get(
+        f"/v1/objects/{stone.record['objects'][0]['id']}/content", headers=env.auth("admin")
+    )
+    assert gone.status_code == 410, gone.text
+    assert "AD45-2026-17" in gone.text
     assert not {c.key for c in copies} & purged_keys  # audits will not look for them
     events = entries_of(env, request_id)
     for step in (
@@ -634,15 +639,6 @@ def test_what_is_due_follows_the_clock_and_bad_requests_change_nothing(
     assert contract.id not in due_ids()  # its DUA waits for the final payment
 
 
-def cli(env: Env, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str]:
-    monkeypatch.setenv("ARCHIVE_DATA_DIR", str(env.settings.data_dir))
-    monkeypatch.setenv("ARCHIVE_STORAGE_OFFERS", json.dumps(env.settings.storage_offers))
-    if env.settings.database_url:
-        monkeypatch.setenv("ARCHIVE_DATABASE_URL", env.settings.database_url)
-    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
-    return result.exit_code, result.output
-
-
 def test_cli_hold_propose_visa_execute(
     disposal_env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -651,7 +647,7 @@ def test_cli_hold_propose_visa_execute(
     t = ("--tenant", "GIP Test")
     dce = next(u for u in units(env, root) if u.category == "dce.rc")
 
-    code, out = cli(
+    code, out = invoke_cli(
         env,
         monkeypatch,
         "hold",
@@ -666,20 +662,22 @@ def test_cli_hold_propose_visa_execute(
     )
     assert code == 0, out
     hold_id = json.loads(out)["id"]
-    code, out = cli(env, monkeypatch, "hold", "list", dce.id, "--json", *t)
+    code, out = invoke_cli(env, monkeypatch, "hold", "list", dce.id, "--json", *t)
     assert code == 0 and json.loads(out)["held"] is True
-    code, out = cli(env, monkeypatch, "disposal", "due", "--json", *t)
+    code, out = invoke_cli(env, monkeypatch, "disposal", "due", "--json", *t)
     assert code == 0 and dce.id not in {u["id"] for u in json.loads(out)["units"]}
-    code, out = cli(
+    code, out = invoke_cli(
         env, monkeypatch, "hold", "lift", hold_id, "--reason", "Close", "--as", "Paul Langevin", *t
     )
     assert code == 0, out
 
-    code, out = cli(env, monkeypatch, "disposal", "propose", "--as", "Marie Curie", "--json", *t)
+    code, out = invoke_cli(
+        env, monkeypatch, "disposal", "propose", "--as", "Marie Curie", "--json", *t
+    )
     assert code == 0, out
     request = json.loads(out)
     assert dce.id in request["unit_ids"]
-    code, out = cli(
+    code, out = invoke_cli(
         env,
         monkeypatch,
         "disposal",
@@ -695,7 +693,7 @@ def test_cli_hold_propose_visa_execute(
     assert "proposer-cannot-approve" in out
     reply = tmp_path / "reply.xml"
     reply.write_bytes(build_authorization_reply(request["id"], "OK", "AD45-V-3", datetime.now(UTC)))
-    code, out = cli(
+    code, out = invoke_cli(
         env,
         monkeypatch,
         "disposal",
@@ -710,13 +708,13 @@ def test_cli_hold_propose_visa_execute(
     assert code == 0, out
     assert "approved" in out
     wait_locks_lapsed(env, root)
-    code, out = cli(
+    code, out = invoke_cli(
         env, monkeypatch, "disposal", "execute", request["id"], "--as", "Paul Langevin", *t
     )
     assert code == 0, out
     assert "executed" in out
     certificate = tmp_path / "certificate.pdf"
-    code, out = cli(
+    code, out = invoke_cli(
         env,
         monkeypatch,
         "disposal",
@@ -729,7 +727,7 @@ def test_cli_hold_propose_visa_execute(
     )
     assert code == 0, out
     assert certificate.read_bytes().startswith(b"%PDF")
-    code, out = cli(
+    code, out = invoke_cli(
         env, monkeypatch, "disposal", "execute", request["id"], "--as", "Paul Langevin", *t
     )
     assert code == 1, out
