@@ -20,7 +20,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import TYPE_CHECKING, Any, TypeGuard
 
@@ -1388,19 +1388,26 @@ def build_addition_tree(
     dossier: ExistingUnit,
     phases: Mapping[str, ExistingUnit],
     new_id: Callable[[str], str],
+    phase_id: Callable[[str], str] | None = None,
 ) -> ArchiveUnitNode:
     """The ArchiveUnit tree of an addition: the existing dossier on top (its id), under it each
     phase of the new files (the existing phase unit of that phase when the dossier has one,
     keyed by phase code in ``phases``; a new phase unit otherwise), then the new documents,
     built exactly as :func:`build_dossier_tree` builds them (rules from ``referential`` over
     ``meta``). Nodes whose id is that of an :class:`ExistingUnit` carry only a title and a
-    level; the manifest builder renders them as references (``existing_ids``)."""
+    level; the manifest builder renders them as references (``existing_ids``).
+
+    ``phase_id(code)``, when given, is the id of a phase the dossier does not have yet: one
+    id per dossier and phase, so that two additions built at once create the same phase unit
+    (recorded once), not two phases of the same name."""
     first = build_dossier_tree(meta, objects, referential, new_id=new_id)
     children: list[ArchiveUnitNode] = []
     for phase_node in first.children:
         code = dict(phase_node.description.extension).get("phase", "")
         existing = phases.get(code)
         if existing is None:
+            if phase_id is not None:
+                phase_node = replace(phase_node, id=phase_id(code))
             children.append(phase_node)
             continue
         children.append(

@@ -370,6 +370,28 @@ class SqlArchiveRepository:
         )
         return None if row is None else _object(row)
 
+    def packages_of_root(self, tenant_id: str, root_id: str) -> list[PackageRecord]:
+        """The packages of a dossier (its first transfer and each addition), by sequence."""
+        rows = self._s.scalars(
+            select(t.Package)
+            .where(t.Package.tenant_id == tenant_id, t.Package.root_unit_id == root_id)
+            .order_by(t.Package.sequence, t.Package.created_at)
+        ).all()
+        return [_package(r) for r in rows]
+
+    def lock_dossier(self, tenant_id: str, root_id: str) -> None:
+        """Hold the dossier's root unit row until the transaction ends, so that two additions
+        committing at once take sequence numbers one after the other. A no-op UPDATE rather
+        than ``SELECT … FOR UPDATE``: on PostgreSQL both lock the row, and on SQLite (which
+        has no row locks, and whose Python driver opens the transaction only at the first
+        write) the UPDATE is what takes the database's write lock before the reads that
+        follow, which then see the other writer's commit."""
+        self._s.execute(
+            update(t.ArchiveUnit)
+            .where(t.ArchiveUnit.tenant_id == tenant_id, t.ArchiveUnit.id == root_id)
+            .values(status=t.ArchiveUnit.status)
+        )
+
     def all_packages(self) -> list[PackageRecord]:
         rows = self._s.scalars(select(t.Package).order_by(t.Package.created_at, t.Package.id))
         return [_package(r) for r in rows.all()]

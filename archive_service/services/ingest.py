@@ -619,6 +619,9 @@ class IngestService:
                 dossier=dossier.existing(dossier.root),
                 phases={code: dossier.existing(u) for code, u in dossier.phases().items()},
                 new_id=lambda prefix_: derived_id(prefix_, now, f"{transfer.id}/{next(counter)}"),
+                phase_id=lambda code: derived_id(
+                    "au", dossier.root.created_at, f"{dossier.root.id}/phase/{code}"
+                ),
             )
         existing_ids = frozenset({dossier.root.id, *(u.id for u in dossier.phases().values())})
         with timed(self._metrics, "manifest"):
@@ -1293,6 +1296,9 @@ class IngestService:
                 known = uow.archive.packages_of_root(transfer.tenant_id, dossier.id)
                 sequence = 1 + max((p.sequence for p in known), default=0)
                 growth = {"dossier_id": dossier.id, "sequence": sequence}
+                # A phase a concurrent addition created first (same id, per dossier and
+                # phase) is recorded once: this package's documents go under it.
+                units = [u for u in units if uow.archive.get_unit(u.tenant_id, u.id) is None]
             uow.archive.add_package(
                 PackageRecord(
                     id=transfer.package_id,

@@ -450,3 +450,24 @@ def test_a_seda_zip_naming_an_archived_unit_by_systemid_adds_to_its_dossier(
     done = env.wait(r.json()["id"])
     assert done["status"] == "rejected"
     assert "UpdateOperation" in json.dumps(done["reasons"])
+
+
+def test_additions_sent_together_get_their_own_sequence(env: Env, tmp_path: Path) -> None:
+    root_id = archive_first(env, tmp_path)
+    ids = []
+    for n in range(3):
+        meta, files = addition(
+            tmp_path,
+            root_id,
+            f"together-{n}",
+            [(f"8-Execution/acompte-{n}.pdf", "execution.acompte", f"État d'acompte n°{n}")],
+        )
+        r = env.post_transfer(meta, files)
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["id"])
+    assert all(env.wait(i)["status"] == "accepted" for i in ids)
+    versions = get(env, f"/v1/archive-units/{root_id}/versions").json()["versions"]
+    assert [v["sequence"] for v in versions] == [1, 2, 3, 4]
+    assert sorted(v["transfer_id"] for v in versions[1:]) == sorted(ids)
+    whole = get(env, f"/v1/archive-units/{root_id}").json()
+    assert len([c for c in whole["tree"]["children"] if c["title"] == "Exécution"]) == 1
