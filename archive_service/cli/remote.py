@@ -536,16 +536,35 @@ def ingest(
             "--metadata", "-m", help="Metadata JSON file of the dossier.", show_default=False
         ),
     ],
+    dossier: Annotated[
+        str | None,
+        typer.Option(
+            "--dossier",
+            help="Add the files to this archived dossier (the id of any of its units): the "
+            "metadata then holds message_identifier, files and optional events only.",
+            show_default=False,
+        ),
+    ] = None,
     wait: WaitOption = True,
     timeout: TimeoutOption = 600.0,
     url: UrlOption = DEFAULT_URL,
     key: KeyOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Transfer a dossier (versement): metadata + files, then wait for the verdict."""
+    """Transfer a dossier (versement), or an addition to an archived one (--dossier):
+    metadata + files, then wait for the verdict."""
     output = Output(json_output)
     try:
-        code = _ingest(output, directory, metadata, wait=wait, timeout=timeout, url=url, key=key)
+        code = _ingest(
+            output,
+            directory,
+            metadata,
+            wait=wait,
+            timeout=timeout,
+            url=url,
+            key=key,
+            dossier=dossier,
+        )
     except CliFailure as failure:
         output.fail(failure)
     raise typer.Exit(code)
@@ -560,10 +579,18 @@ def _ingest(
     timeout: float,
     url: str,
     key: str | None,
+    dossier: str | None = None,
 ) -> int:
     if not directory.is_dir():
         raise CliFailure(EXIT_USAGE, f"{directory} is not a directory")
     metadata = load_metadata(metadata_file)
+    if dossier is not None:
+        named = metadata.get("dossier")
+        if named is not None and named != dossier:
+            raise CliFailure(
+                EXIT_USAGE, f"--dossier {dossier} but the metadata names dossier {named}"
+            )
+        metadata = {**metadata, "dossier": dossier}
     entries = declared_files(metadata)
     files = match_directory(directory, entries, ignore=metadata_file)
     metadata = {**metadata, "files": fill_digests(entries, files, output)}

@@ -20,6 +20,7 @@ from sqlalchemy import text, update
 from archive_service.db import tables as t
 from tests.fixtures.dossier import BUYER_SIRET, make_small_dossier, pdf_bytes
 from tests.integration.conftest import OTHER_SIRET, Env, post_transfer
+from tests.integration.test_cli_verify import LiveApi, live_api  # noqa: F401 (fixture)
 from tests.integration.test_ingest_bad_input import snapshot
 from tests.reference import official_schema
 
@@ -471,3 +472,45 @@ def test_additions_sent_together_get_their_own_sequence(env: Env, tmp_path: Path
     assert sorted(v["transfer_id"] for v in versions[1:]) == sorted(ids)
     whole = get(env, f"/v1/archive-units/{root_id}").json()
     assert len([c for c in whole["tree"]["children"] if c["title"] == "Exécution"]) == 1
+
+
+def test_the_cli_adds_to_a_dossier_against_a_live_server(
+    live_api: LiveApi,  # noqa: F811 (the fixture of test_cli_verify)
+    tmp_path: Path,
+) -> None:
+    metadata, _ = make_small_dossier(
+        tmp_path / "first", 3, sizes=(2_000, 4_000), message_identifier="CLI-GROW-1"
+    )
+    (tmp_path / "first.json").write_text(json.dumps(metadata), encoding="utf-8")
+    run = live_api.run("ingest", tmp_path / "first", "-m", tmp_path / "first.json", "--json")
+    assert run.returncode == 0, run.stdout + run.stderr
+    root_id = json.loads(run.stdout)["archive_unit_id"]
+
+    meta, files = addition(
+        tmp_path, "ignored", "cli", [("8-Execution/dgd.pdf", "execution.dgd", "DGD")]
+    )
+    del meta["dossier"]
+    (tmp_path / "add.json").write_text(json.dumps(meta), encoding="utf-8")
+    run = live_api.run("ingest", files, "-m", tmp_path / "add.json", "--dossier", root_id, "--json")
+    assert run.returncode == 0, run.stdout + run.stderr
+    transfer = json.loads(run.stdout)
+    assert transfer["status"] == "accepted" and transfer["archive_unit_id"] == root_id
+
+    (tmp_path / "other.json").write_text(
+        json.dumps({**meta, "message_identifier": "ADD-cli-2"}), encoding="utf-8"
+    )
+    refused = live_api.run(
+        "ingest", files, "-m", tmp_path / "other.json", "--dossier", "au-nowhere"
+    )
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "dossier-unknown" in refused.stdout + refused.stderr
+    clash = live_api.run(
+        "ingest",
+        files,
+        "-m",
+        tmp_path / "other.json",
+        "--dossier",
+        root_id,
+    )
+    assert clash.returncode == 2, clash.stdout + clash.stderr
+    assert "path-exists" in clash.stdout + clash.stderr
