@@ -175,6 +175,9 @@ class _Scope:
     copies: list[CopyRecord]
     package_keys: list[tuple[str, str]]
     """(package id, key) of manifests and tokens of packages left without any unit."""
+    superseded: list[tuple[str, str, str]] = field(default_factory=list)
+    """(offer, key, version id) of versions a repair replaced: purged with their key, so
+    their locks are checked too."""
 
 
 def _effective(
@@ -896,6 +899,7 @@ class DisposalService:
         packages = sorted({u.package_id for u in units} | {o.package_id for o in objects})
         copies: list[CopyRecord] = []
         package_keys: list[tuple[str, str]] = []
+        superseded: list[tuple[str, str, str]] = []
         object_keys = {(o.package_id, o.storage_key) for o in objects}
         for package_id in packages:
             package = uow.archive.get_package(tenant, package_id)
@@ -908,7 +912,19 @@ class DisposalService:
             for copy in uow.archive.copies_of_package(tenant, package_id):
                 if (copy.package_id, copy.key) in object_keys or copy.key in meta_keys:
                     copies.append(copy)
-        return _Scope(units=units, objects=objects, copies=copies, package_keys=package_keys)
+            superseded.extend(
+                (old.offer, old.key, old.version_id)
+                for old in uow.audit.superseded(tenant, package_id)
+                if old.version_id is not None
+                and ((package_id, old.key) in object_keys or old.key in meta_keys)
+            )
+        return _Scope(
+            units=units,
+            objects=objects,
+            copies=copies,
+            package_keys=package_keys,
+            superseded=superseded,
+        )
 
     @staticmethod
     def _keys(scope: _Scope) -> list[str]:
@@ -941,26 +957,27 @@ class DisposalService:
                 )
         now = self._storage_clock.now()
         readers = {o.name: o for o in self._offers if isinstance(o, RetentionReader)}
-        for copy in scope.copies:
-            reader = readers.get(copy.offer)
-            if reader is None or copy.version_id is None:
+        versions = [(c.offer, c.key, c.version_id) for c in scope.copies] + scope.superseded
+        for offer_name, key, version_id in dict.fromkeys(versions):
+            reader = readers.get(offer_name)
+            if reader is None or version_id is None:
                 continue
-            retention = reader.retention(copy.key, version_id=copy.version_id)
+            retention = reader.retention(key, version_id=version_id)
             if retention is None:
                 continue  # gone already (a resumed execution)
-            where = {"offer": copy.offer, "key": copy.key, "version_id": copy.version_id}
+            where = {"offer": offer_name, "key": key, "version_id": version_id}
             until = retention.retain_until
             if until is not None and until > now:
                 blockers.append(
                     Blocker(
                         "retention",
-                        f"{copy.offer}:{copy.key} is retained until {until.isoformat()}",
+                        f"{offer_name}:{key} is retained until {until.isoformat()}",
                         {**where, "retain_until": until.isoformat()},
                     )
                 )
             if bool(getattr(retention, "legal_hold", False)):
                 blockers.append(
-                    Blocker("legal-hold", f"{copy.offer}:{copy.key} has a legal hold", where)
+                    Blocker("legal-hold", f"{offer_name}:{key} has a legal hold", where)
                 )
         return blockers
 

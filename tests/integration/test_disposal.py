@@ -30,6 +30,7 @@ from archive_service.core.seda.lifecycle import build_authorization_reply
 from archive_service.core.seda.reply import build_transfer_reply
 from archive_service.core.timestamp import verify_timestamp
 from archive_service.errors import Unavailable
+from archive_service.ports import SupersededRecord
 from archive_service.storage.s3 import S3BlobStore
 from tests.fixtures.dossier import make_dossier, pdf_bytes
 from tests.integration.conftest import (
@@ -906,3 +907,61 @@ def test_a_refused_visa_frees_the_units_and_a_ko_reply_rejects_the_transfer(
         "/v1/disposal-requests", json={"kind": "transfer"}, headers=env.auth("archivist")
     )
     assert r.status_code == 201, r.text
+
+
+@only_stack("production")
+def test_a_locked_version_a_repair_superseded_also_blocks_the_execution(
+    disposal_env: Env, tmp_path: Path
+) -> None:
+    env = disposal_env
+    root = ingest(env, tmp_path, seed=12, notification="2015-12-01", message="SUP-2015-1")
+    r = env.http.post(
+        "/v1/disposal-requests", json={"kind": "destroy"}, headers=env.auth("archivist")
+    )
+    assert r.status_code == 201, r.text
+    request_id = r.json()["id"]
+    visa = post_visa(env, request_id, "admin", decision="approved", reference="V-5")
+    assert visa.status_code == 200
+    wait_locks_lapsed(env, root)
+    # A repair left an older version of one copy, still retained, recorded as superseded.
+    key = sorted(object_keys(env, set(r.json()["unit_ids"])))[0]
+    offer = next(o for o in env.services.offers if o.name == "ceph-a")
+    scratch = tmp_path / "bad-copy"
+    scratch.write_bytes(b"bit rot")
+    extra = offer.put_version(  # type: ignore[attr-defined]
+        key, scratch, sha256=hashlib.sha256(b"bit rot").hexdigest()
+    )
+    until = offer.lock(  # type: ignore[attr-defined]
+        key, version_id=extra.version_id, retain_until=datetime.now(UTC) + timedelta(seconds=12)
+    )
+    tenant = tenant_of(env)
+    with env.services.ingest._uow() as uow:
+        unit = uow.archive.get_unit(tenant, root)
+        assert unit is not None
+        package_id = unit.package_id
+        uow.audit.add_superseded(
+            SupersededRecord(
+                tenant_id=tenant,
+                package_id=package_id,
+                offer="ceph-a",
+                key=key,
+                version_id=extra.version_id,
+                sha256=hashlib.sha256(b"bit rot").hexdigest(),
+                found_sha256=None,
+                reason="corrupt",
+                superseded_by=None,
+                superseded_at=datetime.now(UTC),
+            )
+        )
+        uow.commit()
+    before = stored_objects(env.services)
+    r = env.http.post(f"/v1/disposal-requests/{request_id}/execute", headers=env.auth("admin"))
+    assert r.status_code == 409, r.text
+    assert [(b["kind"], b["key"], b["version_id"]) for b in r.json()["blocking"]] == [
+        ("retention", key, extra.version_id)
+    ]
+    assert stored_objects(env.services) == before
+    time.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()) + 1.5)
+    r = env.http.post(f"/v1/disposal-requests/{request_id}/execute", headers=env.auth("admin"))
+    assert r.status_code == 200, r.text
+    assert not any(e.split("@", 1)[0] == key for _, e in stored_objects(env.services))
