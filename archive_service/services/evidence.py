@@ -371,6 +371,21 @@ class EvidenceService:
                 )
             )
         summary = _summary(caller, unit, package, objects, entries, checkpoint, files, now)
+        if dossier.others:
+            summary["versions"] = [
+                (
+                    p.sequence,
+                    p.id,
+                    p.transfer_id,
+                    p.created_at.isoformat(),
+                    p.manifest_sha256,
+                    p.timestamp_gen_time.isoformat(),
+                )
+                for p in dossier.packages
+            ]
+        summary["destroyed"] = [
+            (o.path, status, o.archive_unit_id, o.sha256) for o, status in dossier.gone
+        ]
         from archive_service.services.evidence_report import render_html, render_pdf
 
         files["report.html"] = render_html(summary, report)

@@ -48,6 +48,11 @@ def _identifiers(s: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+#: Columns of the dossier's versions (one package each) and of the objects no longer held.
+VERSION_HEAD = ["N°", "Paquet", "Versement", "Date (UTC)", "SHA-256 du bordereau", "Horodatage"]
+GONE_HEAD = ["Chemin", "Statut", "Unité", "SHA-256"]
+
+
 def render_html(summary: dict[str, Any], report: VerificationReport) -> bytes:
     def table(head: list[str], rows: list[list[str]]) -> str:
         cells = "".join(f"<th>{escape(h)}</th>" for h in head)
@@ -81,6 +86,22 @@ def render_html(summary: dict[str, Any], report: VerificationReport) -> bytes:
                 [c.name, c.subject or "", c.expected, c.found, "OK" if c.ok else "ÉCHEC"]
                 for c in report.checks
             ],
+        ),
+        *(
+            [
+                f"<h2>Versions du dossier ({len(summary['versions'])} paquets)</h2>",
+                table(VERSION_HEAD, [list(v) for v in summary["versions"]]),
+            ]
+            if summary.get("versions")
+            else []
+        ),
+        *(
+            [
+                f"<h2>Objets éliminés ou transférés ({len(summary['destroyed'])})</h2>",
+                table(GONE_HEAD, [list(d) for d in summary["destroyed"]]),
+            ]
+            if summary.get("destroyed")
+            else []
         ),
         f"<h2>Objets ({len(summary['objects'])})</h2>",
         table(["Chemin", "Taille (octets)", "SHA-256"], [list(o) for o in summary["objects"]]),
@@ -158,6 +179,23 @@ def render_pdf(summary: dict[str, Any], report: VerificationReport) -> bytes:
             [0.24, 0.14, 0.27, 0.27, 0.08],
         ),
         Spacer(1, 0.3 * cm),
+    ]
+    if summary.get("versions"):
+        story += [
+            Paragraph(
+                f"Versions du dossier ({len(summary['versions'])} paquets)", styles["Heading2"]
+            ),
+            grid([VERSION_HEAD, *summary["versions"]], [0.06, 0.16, 0.16, 0.16, 0.3, 0.16]),
+        ]
+    if summary.get("destroyed"):
+        story += [
+            Paragraph(
+                f"Objets éliminés ou transférés ({len(summary['destroyed'])})",
+                styles["Heading2"],
+            ),
+            grid([GONE_HEAD, *summary["destroyed"]], [0.35, 0.1, 0.15, 0.4]),
+        ]
+    story += [
         Paragraph(f"Objets ({len(summary['objects'])})", styles["Heading2"]),
         grid([["Chemin", "Taille", "SHA-256"], *summary["objects"]], [0.4, 0.1, 0.5]),
         Paragraph(

@@ -297,6 +297,9 @@ def test_evidence_of_a_grown_dossier_covers_every_package(env: Env, tmp_path: Pa
     with zipfile.ZipFile(bundle) as zf:
         index = json.loads(zf.read("bundle.json"))
         assert [p["sequence"] for p in index["packages"]] == [1, 2, 3, 4]
+        html = zf.read("report.html").decode()
+        assert "Versions du dossier (4 paquets)" in html
+        assert all(p["manifest_sha256"] in html for p in index["packages"])
         sums = {line.split()[0] for line in zf.read("SHA256SUMS").decode().splitlines()}
         assert sums == all_objects
         for p in index["packages"]:
