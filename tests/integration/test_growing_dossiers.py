@@ -307,6 +307,27 @@ def test_evidence_of_a_grown_dossier_covers_every_package(env: Env, tmp_path: Pa
             assert hashlib.sha256(manifest).hexdigest() == p["manifest_sha256"]
             zf.read(p["timestamp"])
 
+    # A document destroyed since (disposal with a visa): listed apart, out of the sums; the
+    # bundle still verifies.
+    avenant = versions[1]["objects"][0]
+    with env.services.engine.begin() as conn:
+        conn.execute(
+            update(t.ArchiveUnit)
+            .where(t.ArchiveUnit.id == avenant["archive_unit_id"])
+            .values(status="destroyed")
+        )
+    after = tmp_path / "after.zip"
+    after.write_bytes(fetch(env, root_id))
+    code, report, text_out = archive_verify(after)
+    assert code == 0, text_out
+    with zipfile.ZipFile(after) as zf:
+        index = json.loads(zf.read("bundle.json"))
+        assert [(d["sha256"], d["status"]) for d in index["destroyed"]] == [
+            (avenant["sha256"], "destroyed")
+        ]
+        sums = {line.split()[0] for line in zf.read("SHA256SUMS").decode().splitlines()}
+        assert sums == all_objects - {avenant["sha256"]}
+
     # A bundle whose later package's token was swapped for the first's fails, naming it.
     forged = tmp_path / "forged.zip"
     with zipfile.ZipFile(bundle) as src, zipfile.ZipFile(forged, "w") as dst:
