@@ -991,6 +991,62 @@ class DisposalRepository(Protocol):
         ...
 
 
+# -- Dérogations: communication before the délai expires (Code du patrimoine L213-3) -------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DerogationRecord:
+    """A dérogation (L213-3): the administration, after the archives authority's agreement,
+    lets one named client read the documents of a unit (and its subtree) before their
+    délai de communicabilité expires.
+
+    Active while not revoked and, when ``until`` is set, through that day (inclusive).
+    """
+
+    id: str
+    tenant_id: str
+    unit_id: str
+    root_id: str
+    client_id: str
+    """The grantee: an API key's client id (the named person who may read)."""
+    reference: str
+    """The decision's reference (e.g. the archives authority's agreement number)."""
+    decision_date: date
+    reason: str
+    granted_by: str
+    granted_by_client: str
+    granted_at: datetime
+    until: date | None = None
+    revoked_by: str | None = None
+    revoked_at: datetime | None = None
+    revoke_reason: str | None = None
+
+    def active_on(self, day: date) -> bool:
+        """Not revoked, and ``day`` not after ``until`` (the last day it counts)."""
+        return self.revoked_at is None and (self.until is None or day <= self.until)
+
+
+class DerogationRepository(Protocol):
+    """Dérogations granted on units (``uow.derogations``)."""
+
+    def add(self, derogation: DerogationRecord) -> None: ...
+    def get(self, tenant_id: str, derogation_id: str) -> DerogationRecord | None: ...
+    def of_unit(self, tenant_id: str, unit_id: str) -> list[DerogationRecord]:
+        """Every dérogation granted on the unit itself, revoked or not, oldest first."""
+        ...
+
+    def unrevoked_for(
+        self, tenant_id: str, client_id: str, unit_ids: Sequence[str]
+    ) -> list[DerogationRecord]:
+        """The client's dérogations not revoked on any of ``unit_ids`` (a unit's lineage),
+        oldest first; the caller judges ``until`` against its clock."""
+        ...
+
+    def revoke(self, derogation_id: str, *, by: str, at: datetime, reason: str) -> bool:
+        """Mark the dérogation revoked; False when it already was (one conditional UPDATE)."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Only ``commit`` makes changes visible; leaving without it rolls back."""
 
@@ -1010,6 +1066,8 @@ class UnitOfWork(Protocol):
     def lifecycle(self) -> LifecycleRepository: ...
     @property
     def disposal(self) -> DisposalRepository: ...
+    @property
+    def derogations(self) -> DerogationRepository: ...
 
     def commit(self) -> None: ...
     def __enter__(self) -> UnitOfWork: ...

@@ -430,3 +430,26 @@ class Tombstone(Base):
     """``destroyed`` or ``transferred``."""
     record: Mapped[dict[str, Any]] = mapped_column(JSON)
     at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class AccessDerogation(Base):
+    """A dérogation (Code du patrimoine L213-3): one client may read a unit's subtree before
+    its délai de communicabilité expires, on the archives authority's agreement."""
+
+    __tablename__ = "access_derogations"
+    __table_args__ = (Index("ix_access_derogations_client", "tenant_id", "client_id"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    unit_id: Mapped[str] = mapped_column(String(40), index=True)
+    root_id: Mapped[str] = mapped_column(String(40))
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id"))
+    reference: Mapped[str] = mapped_column(String(300))
+    decision_date: Mapped[date] = mapped_column(Date)
+    reason: Mapped[str] = mapped_column(Text)
+    granted_by: Mapped[str] = mapped_column(String(200))
+    granted_by_client: Mapped[str] = mapped_column(String(200))
+    granted_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    until: Mapped[date | None] = mapped_column(Date, nullable=True)
+    revoked_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    revoke_reason: Mapped[str | None] = mapped_column(Text, nullable=True)

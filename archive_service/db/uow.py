@@ -11,6 +11,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from archive_service.db.audit_repository import SqlAuditRepository
+from archive_service.db.derogation_repository import SqlDerogationRepository
 from archive_service.db.disposal_repository import SqlDisposalRepository
 from archive_service.db.lifecycle_repository import SqlLifecycleRepository
 from archive_service.db.logbook import SqlLogbookRepository
@@ -106,6 +107,7 @@ class SqlUnitOfWork:
         self.audit = SqlAuditRepository(self.session)
         self.lifecycle = SqlLifecycleRepository(self.session)
         self.disposal = SqlDisposalRepository(self.session)
+        self.derogations = SqlDerogationRepository(self.session)
         self.search = self._search_factory(self.session)
         return self
 
