@@ -32,6 +32,7 @@ from archive_service.ports import BlobStore, Clock, TimestampAuthority
 from archive_service.search.postgres_fts import PostgresFtsIndex
 from archive_service.search.sqlite_fts import SqliteFtsIndex
 from archive_service.services.audit import AuditService
+from archive_service.services.derogations import DerogationService
 from archive_service.services.disposal import DisposalService
 from archive_service.services.dossiers import DossierService
 from archive_service.services.evidence import EvidenceService
@@ -85,6 +86,7 @@ class Services:
     dossiers: DossierService
     holds: HoldService
     disposal: DisposalService
+    derogations: DerogationService
 
     def __post_init__(self) -> None:
         # Transfers to the definitive archives are exported by the export service (item 7).
@@ -360,6 +362,7 @@ def build_services(
         referentials=referentials,
         lifecycle=lifecycle,
         dossiers=DossierService(uow=uow, offers=offers, clock=clock),
+        derogations=DerogationService(uow=uow, clock=clock),
     )
 
 

@@ -8,7 +8,11 @@ Who is subject to the délais (procurement.md §2.5; Code du patrimoine L213-1, 
 governs the *communication* of archives to anyone but their producer. A platform client
 acting for the unit's own organization (the service producteur) reads its own records
 whatever the rule; archivists, admins, auditors — every other role, and any role added
-later — are subject to it. No dérogation (L213-3) can be recorded yet.
+later — are subject to it, unless a dérogation (L213-3, ``services/derogations.py``) names
+them: an active, unexpired dérogation on the unit or one of its ancestors, granted to the
+caller's client, makes a délai (running or pending) readable for that client alone; the
+decision then names the dérogation, and so does the read's log entry. A dérogation never
+brings back a destroyed or transferred unit, nor opens a rule the service cannot read.
 
 The rules are read at request time, never cached: the events service recomputes
 ``archive_units.access`` / ``access_end`` when a signature or notification arrives, and the
@@ -28,8 +32,18 @@ from archive_service.core.communicability import (
     access_decision,
     effective_rule,
 )
+from archive_service.core.derogation import OPENABLE, derogated
 from archive_service.errors import AccessRestricted, Gone
-from archive_service.ports import Caller, Clock, Role, TombstoneRecord, UnitOfWork, UnitRecord
+from archive_service.ports import (
+    Caller,
+    Clock,
+    DerogationRecord,
+    Role,
+    TombstoneRecord,
+    UnitOfWork,
+    UnitRecord,
+)
+from archive_service.services.holds import ancestor_ids
 
 GONE_STATUSES = frozenset({"destroyed", "transferred"})
 
@@ -63,6 +77,23 @@ def gone_unit(unit: UnitRecord, family: Sequence[UnitRecord]) -> UnitRecord | No
         seen.add(current.id)
         current = by_id.get(current.parent_id) if current.parent_id else None
     return None
+
+
+def lineage_ids(unit: UnitRecord, tree: Sequence[UnitRecord]) -> list[str]:
+    """The unit's id and its ancestors' among ``tree``, nearest first."""
+    return [unit.id, *ancestor_ids(unit, tree)]
+
+
+def covering_derogation(
+    derogations: Iterable[DerogationRecord], *, today: date
+) -> DerogationRecord | None:
+    """Among one client's dérogations on a unit's lineage, the one that lets it read today:
+    active (not revoked, ``until`` not passed); of several, the longest-lasting (no end
+    first), then the oldest."""
+    active = [d for d in derogations if d.active_on(today)]
+    if not active:
+        return None
+    return min(active, key=lambda d: (d.until is not None, -(d.until or today).toordinal()))
 
 
 def tombstone_summary(unit: UnitRecord, tombstone: TombstoneRecord | None) -> dict[str, Any]:
@@ -132,9 +163,30 @@ class AccessGuard:
         if all(u.id != unit.id for u in tree):
             tree.append(unit)
         rule = rule_decisions(tree, today=self.today())[unit.id]
-        if not rule.communicable and self.is_producer(caller, unit):
+        if rule.communicable:
+            return rule
+        if self.is_producer(caller, unit):
             return replace(rule, communicable=True, reason=PRODUCER)
+        if rule.reason in OPENABLE:
+            found = self.derogation(caller, unit, tree)
+            if found is not None:
+                return derogated(
+                    rule, derogation_id=found.id, reference=found.reference, until=found.until
+                )
         return rule
+
+    def derogation(
+        self, caller: Caller, unit: UnitRecord, tree: Sequence[UnitRecord]
+    ) -> DerogationRecord | None:
+        """The caller's active dérogation on the unit or an ancestor (``tree``: at least the
+        unit's lineage), if any."""
+        if caller.tenant_id != unit.tenant_id:
+            return None
+        with self._uow() as uow:
+            mine = uow.derogations.unrevoked_for(
+                unit.tenant_id, caller.client_id, lineage_ids(unit, tree)
+            )
+        return covering_derogation(mine, today=self.today())
 
     def gone(
         self, unit: UnitRecord, family: Sequence[UnitRecord] | None = None
