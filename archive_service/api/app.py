@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from archive_service import __version__
 from archive_service.api.deps import CallerDep, ServicesDep
+from archive_service.api.derogations import router as derogations_router
 from archive_service.api.disposal import router as disposal_router
 from archive_service.api.dossiers import router as dossiers_router
 from archive_service.api.errors import archive_error_handler, validation_error_handler
@@ -74,6 +75,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     app.include_router(dossiers_router)
     app.include_router(lifecycle_router)
     app.include_router(disposal_router)
+    app.include_router(derogations_router)
     app.include_router(export_router)
 
     @app.get("/healthz")

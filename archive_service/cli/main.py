@@ -18,7 +18,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from archive_service.cli import audit, disposal, evidence, lifecycle, logbook, remote, verify
+from archive_service.cli import (
+    audit,
+    derogations,
+    disposal,
+    evidence,
+    lifecycle,
+    logbook,
+    remote,
+    verify,
+)
 from archive_service.config import Settings, get_settings
 from archive_service.errors import (
     ArchiveError,
@@ -380,3 +389,4 @@ logbook.register(app)
 evidence.register(app)
 lifecycle.register(app)
 disposal.register(app)
+derogations.register(app)
