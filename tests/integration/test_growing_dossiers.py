@@ -196,6 +196,26 @@ def test_a_dossier_grows_by_additions_with_one_identity(env: Env, tmp_path: Path
     assert r.status_code == 404
     r = env.http.get(f"/v1/archive-units/{root_id}/versions/4/manifest", headers=env.auth())
     assert r.status_code == 404
+    # Nor does a platform of the same tenant transferring for another buyer (logged refused).
+    stranger = {"Authorization": f"Bearer {stranger_platform(env)}"}
+    for path in ("versions", "versions/2/manifest", "versions/2/timestamp"):
+        r = env.http.get(f"/v1/archive-units/{dgd['id']}/{path}", headers=stranger)
+        assert r.status_code == 404, (path, r.text)
+    with env.services.engine.connect() as conn:
+        refused = conn.execute(
+            text(
+                "SELECT event_type FROM logbook_entries WHERE outcome = 'REFUSED' "
+                "AND subject_id = :unit ORDER BY id"
+            ),
+            {"unit": dgd["id"]},
+        ).all()
+    assert [r[0] for r in refused] == ["dossier_versions.read", "manifest.read", "timestamp.read"]
+
+
+def stranger_platform(env: Env) -> str:
+    """The key of a platform of the same tenant that transfers for the other buyer only."""
+    keys = env.services.tenancy.bootstrap("GIP Test", [f"{OTHER_SIRET}:Autre acheteur"]).keys
+    return next(k.key for k in keys if k.role.value == "platform")
 
 
 def settled(env: Env) -> dict[str, Any]:
@@ -232,6 +252,17 @@ def test_refused_additions_change_nothing(env: Env, tmp_path: Path) -> None:
     # Another tenant's dossier is unknown, exactly like a missing one (nothing leaks).
     meta, files = addition(tmp_path, root_id, "tenant", doc)
     refused(meta, files, "dossier-unknown", other_tenant=True)
+    # A platform transferring for another buyer does not see the dossier: unknown to it.
+    before = settled(env)
+    r = post_transfer(
+        env.http, meta, files, headers={"Authorization": f"Bearer {stranger_platform(env)}"}
+    )
+    assert r.status_code == 422 and "dossier-unknown" in r.text, r.text
+    after = snapshot(env)
+    # (bootstrapping its key wrote its own rows; nothing else changed)
+    assert after["storage"] == before["storage"] and after["staging"] == before["staging"]
+    for table in ("transfers", "packages", "archive_units", "data_objects", "stored_copies"):
+        assert after["rows"][table] == before["rows"][table], table
     meta, files = addition(tmp_path, root_id, "org", doc, organization=OTHER_SIRET)
     refused(meta, files, "organization-mismatch")
     meta, files = addition(
