@@ -608,7 +608,6 @@ class IngestService:
         meta = metadata_for_addition(replace(dossier.first, events=dossier.events(add)), add)
         now = transfer.created_at
         counter = itertools.count()
-        prefix = storage_prefix(transfer.tenant_id, transfer.package_id)
         staged, objects = self._identify(transfer, meta.files)
         referential = self.referential_for(transfer.tenant_id)
         with timed(self._metrics, "describe"):
@@ -624,46 +623,18 @@ class IngestService:
                 ),
             )
         existing_ids = frozenset({dossier.root.id, *(u.id for u in dossier.phases().values())})
-        with timed(self._metrics, "manifest"):
-            manifest = build_archive_transfer(
-                TransferManifestInput(
-                    message_identifier=transfer.message_identifier,
-                    date=now,
-                    archival_agency=agency,
-                    transferring_agency=transfer.client_id,
-                    originating_agency=meta.organization,
-                    objects=tuple(objects[e.path] for e in meta.files),
-                    root=root,
-                    comment=f"Ajout au dossier : {meta.title}",
-                ),
-                version=self._seda_version,  # type: ignore[arg-type]
-                rule_code_list=f"{REFERENTIAL_CODE_LIST}:{referential.version}",
-                existing_ids=existing_ids,
-            )
-            self._validator.validate(manifest)
-            manifest_sha256 = hashlib.sha256(manifest).digest()
-        token, gen_time = self.timestamp_manifest(prefix, manifest_sha256)
-        blobs: list[Blob] = [
-            ("object", f"{prefix}/{obj.uri}", path, obj.fingerprints.sha256.digest)
-            for entry, path in zip(meta.files, staged, strict=True)
-            for obj in (objects[entry.path],)
-        ]
-        copies = self.store_blobs(transfer, prefix, blobs, manifest, token)
-        self._lock_copies(copies, root, objects)
-        with timed(self._metrics, "commit"):
-            self._commit_package(
-                transfer,
-                meta,
-                root,
-                objects,
-                manifest,
-                token,
-                gen_time,
-                copies,
-                dossier=dossier,
-                existing_ids=existing_ids,
-            )
-        self.dossier_changed(transfer.tenant_id, dossier.root.id)
+        self._seal(
+            transfer,
+            agency,
+            meta,
+            root,
+            objects,
+            staged,
+            referential,
+            comment=f"Ajout au dossier : {meta.title}",
+            dossier=dossier,
+            existing_ids=existing_ids,
+        )
 
     def get_transfer(self, caller: Caller, transfer_id: str) -> TransferRecord:
         with self._uow() as uow:
@@ -862,7 +833,6 @@ class IngestService:
         # earlier copies (which may already be locked on S3) identical.
         now = transfer.created_at
         counter = itertools.count()
-        prefix = storage_prefix(transfer.tenant_id, transfer.package_id)
 
         # 1. Identify the files (in one batch: one tool start-up for all) and describe each
         #    as a DataObject.
@@ -877,6 +847,26 @@ class IngestService:
                 referential,
                 new_id=lambda prefix_: derived_id(prefix_, now, f"{transfer.id}/{next(counter)}"),
             )
+        self._seal(transfer, agency, meta, root, objects, staged, referential, comment=meta.title)
+
+    def _seal(
+        self,
+        transfer: TransferRecord,
+        agency: str,
+        meta: DossierMetadata,
+        root: ArchiveUnitNode,
+        objects: dict[str, DataObject],
+        staged: list[Path],
+        referential: Referential,
+        *,
+        comment: str,
+        dossier: DossierState | None = None,
+        existing_ids: frozenset[str] = frozenset(),
+    ) -> None:
+        """Steps 2-5 of a package once its tree is built: manifest (validated before storage),
+        token, every offer, lock, commit. ``dossier``/``existing_ids``: an addition."""
+        now = transfer.created_at
+        prefix = storage_prefix(transfer.tenant_id, transfer.package_id)
         with timed(self._metrics, "manifest"):
             manifest = build_archive_transfer(
                 TransferManifestInput(
@@ -887,10 +877,11 @@ class IngestService:
                     originating_agency=meta.organization,
                     objects=tuple(objects[e.path] for e in meta.files),
                     root=root,
-                    comment=meta.title,
+                    comment=comment,
                 ),
                 version=self._seda_version,  # type: ignore[arg-type]
                 rule_code_list=f"{REFERENTIAL_CODE_LIST}:{referential.version}",
+                existing_ids=existing_ids,
             )
             self._validator.validate(manifest)
             manifest_sha256 = hashlib.sha256(manifest).digest()
@@ -915,7 +906,18 @@ class IngestService:
         #    the package exists once this transaction commits.
         self._lock_copies(copies, root, objects)
         with timed(self._metrics, "commit"):
-            self._commit_package(transfer, meta, root, objects, manifest, token, gen_time, copies)
+            self._commit_package(
+                transfer,
+                meta,
+                root,
+                objects,
+                manifest,
+                token,
+                gen_time,
+                copies,
+                dossier=dossier,
+                existing_ids=existing_ids,
+            )
         self.dossier_changed(transfer.tenant_id, root.id)
 
     def _identify(
