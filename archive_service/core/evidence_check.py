@@ -27,6 +27,14 @@ The checklist fails closed (DESIGN §6.2): any missing or unparseable item is a 
    package or the transfer; the package's ``package.timestamped`` entry gives the digests of
    this manifest and token; ``transfer.accepted`` ties the transfer and the package to the
    root unit; each object has an ``object.stored`` entry with its SHA-256.
+
+A dossier that grew (issue 5: each later transfer its own package) has its other packages
+under ``packages/<n>/`` (``manifest.xml``, ``timestamp.tsr``), listed in ``bundle.json``
+``packages`` with their sequence (check 0.1); each gets checks 1-3 and 9.3-9.5 of its own,
+named ``v<n> …``; the sums (5) and the unlisted-file check (4) span every package. Objects of
+units destroyed or transferred since are listed in ``bundle.json`` ``destroyed`` and left out
+of the sums. A foreign transfer's manifest carries our SHA-512 only: its objects are matched
+by SHA-512 (5.2) and found in the logbook by their key (9.5).
 """
 
 from __future__ import annotations
