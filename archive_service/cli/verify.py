@@ -3,7 +3,14 @@
 No network, no settings, no database: the directory, the manifest it holds, the timestamp token
 and the TSA chain are all that is needed (plus this program). The checklist itself is
 :func:`archive_service.core.package_check.check_package`; this module only reads files and
-prints. Exit 0 only if every check holds, 1 if any fails, 2 if DIR is not a directory.
+prints. Exit codes:
+
+- 0 every check holds and every object of the manifest is there;
+- 1 a check failed (a missing, altered or unlisted file, a bad token…);
+- 2 DIR is not a directory;
+- 5 every check on what is there holds, but objects the manifest lists are absent because the
+  server withheld them when ``get`` ran (listed in ``WITHHELD.json``, with why): the package is
+  verified but incomplete, those objects are not.
 """
 
 from __future__ import annotations
@@ -21,19 +28,24 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from archive_service.core.model import VerificationReport
+from archive_service.core.model import CheckResult, VerificationReport
 from archive_service.core.package_check import (
     CHAIN_FILE,
     CONTENT_DIR,
     MANIFEST_FILE,
     TOKEN_FILE,
+    WITHHELD_CHECK,
+    WITHHELD_FILE,
+    WITHHELD_FOUND,
     check_package,
+    is_withheld,
     safe_object_path,
 )
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_PARTIAL = 5
 
 
 class PackageDirectory:
@@ -85,7 +97,12 @@ def verify(
         bool, typer.Option("--json", help="Print the checklist as JSON on stdout.")
     ] = False,
 ) -> None:
-    """Verify a package offline: manifest, timestamp token, every object's size and digests."""
+    """Verify a package offline: manifest, timestamp token, every object's size and digests.
+
+    Exit 0 all checks hold; 1 a check failed; 2 DIR is not a directory; 5 all checks on the
+    files present hold but some objects were withheld by the server when `get` ran (not
+    communicable yet, or gone), as WITHHELD.json lists: verified but incomplete.
+    """
     err = Console(stderr=True, highlight=False)
     if not directory.is_dir():
         err.print(f"[bold red]Error:[/] {escape(str(directory))} is not a directory")
@@ -97,12 +114,21 @@ def verify(
         sys.stdout.write("\n")
     else:
         print_report(Console(highlight=False), directory, report)
-    if not report.ok:
-        if json_output:
-            for check in report.failures:
-                err.print(f"FAILED {escape(check.name)}: {escape(check.subject or '-')}")
+    failures, withheld = split_failures(report)
+    if json_output:
+        for check in failures:
+            err.print(f"FAILED {escape(check.name)}: {escape(check.subject or '-')}")
+        for check in withheld:
+            err.print(f"WITHHELD {escape(check.subject or '-')}: {escape(check.found)}")
+    if failures or not report.checks:
         raise typer.Exit(EXIT_FAILED)
-    raise typer.Exit(EXIT_OK)
+    raise typer.Exit(EXIT_PARTIAL if withheld else EXIT_OK)
+
+
+def split_failures(report: VerificationReport) -> tuple[list[CheckResult], list[CheckResult]]:
+    """The failed checks, and apart from them the objects the server withheld."""
+    withheld = [c for c in report.failures if is_withheld(c)]
+    return [c for c in report.failures if not is_withheld(c)], withheld
 
 
 def run_checks(package: PackageDirectory, err: Console) -> VerificationReport:
@@ -130,10 +156,14 @@ def run_checks(package: PackageDirectory, err: Console) -> VerificationReport:
             package.read(CHAIN_FILE),
             open_object,
             content_listing=package.content_listing(),
+            withheld_list=package.read(WITHHELD_FILE),
         )
 
 
 def report_json(directory: Path, report: VerificationReport) -> dict[str, Any]:
+    """``ok``: the package is verified whole; ``failures``: failed checks; ``withheld``: the
+    objects absent because the server withheld them (never verified, never a failure)."""
+    failures, withheld = split_failures(report)
     return {
         "directory": str(directory),
         "ok": report.ok,
@@ -144,10 +174,12 @@ def report_json(directory: Path, report: VerificationReport) -> dict[str, Any]:
                 "expected": c.expected,
                 "found": c.found,
                 "subject": c.subject,
+                **({"withheld": True} if is_withheld(c) else {}),
             }
             for c in report.checks
         ],
-        "failures": [c.name for c in report.failures],
+        "failures": [c.name for c in failures],
+        "withheld": [{"uri": c.subject, "name": c.name, "why": c.found} for c in withheld],
     }
 
 
@@ -167,21 +199,46 @@ def print_report(console: Console, directory: Path, report: VerificationReport) 
             escape(check.subject or ""),
             escape(expected),
             escape(found),
-            "[green]OK[/]" if check.ok else "[bold red]FAILED[/]",
+            _verdict(check),
         )
     console.print(table)
+    failures, withheld = split_failures(report)
     if report.ok:
         console.print(f"[bold green]All {len(report.checks)} checks hold.[/]")
         return
-    failures = report.failures
-    console.print(f"[bold red]{len(failures)} of {len(report.checks)} check(s) failed:[/]")
-    for check in failures:
-        where = check.subject or "(package)"
+    checked = len(report.checks) - len(withheld)
+    if failures:
+        console.print(f"[bold red]{len(failures)} of {checked} check(s) failed:[/]")
+        for check in failures:
+            where = check.subject or "(package)"
+            console.print(
+                f"  - {escape(where)}: {escape(check.name)}; expected {escape(check.expected)}, "
+                f"found {escape(check.found)}",
+                soft_wrap=True,
+            )
+    elif report.checks:
         console.print(
-            f"  - {escape(where)}: {escape(check.name)}; expected {escape(check.expected)}, "
-            f"found {escape(check.found)}",
-            soft_wrap=True,
+            f"[bold green]All {checked} checks on the files present hold[/] "
+            f"[bold yellow]but the package is incomplete:[/]"
         )
+    if withheld:
+        console.print(
+            f"[bold yellow]{len(withheld)} object(s) withheld by the server when `get` ran "
+            f"(see {WITHHELD_FILE}), not verified:[/]"
+        )
+        for check in withheld:
+            label = check.name.removeprefix(WITHHELD_CHECK + " — ")
+            why = check.found.removeprefix(WITHHELD_FOUND)
+            console.print(
+                f"  - {escape(check.subject or '')} ({escape(label)}): {escape(why)}",
+                soft_wrap=True,
+            )
+
+
+def _verdict(check: CheckResult) -> str:
+    if check.ok:
+        return "[green]OK[/]"
+    return "[bold yellow]WITHHELD[/]" if is_withheld(check) else "[bold red]FAILED[/]"
 
 
 _LONG_HEX = re.compile(r"\b(?=[0-9]*[a-f])[0-9a-f]{24,}\b")

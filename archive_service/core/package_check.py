@@ -12,7 +12,15 @@ certificate chain), ``unit.json`` (informative, not verified) and one file per
    manifest bytes, and the token verifies against the chain (RFC 3161 §2.4.2);
 3. for every ``BinaryDataObject``: the file exists, its size and its SHA-256 (and SHA-512 when
    the manifest gives one) equal what the manifest declares;
-4. no file under ``content/`` that the manifest does not list.
+4. no file under ``content/`` that the manifest does not list;
+5. when ``WITHHELD.json`` is there (``get`` writes it when the server refused some objects to
+   the caller: not communicable yet, or destroyed/transferred), it is well formed and names only
+   objects of the manifest.
+
+An object missing from ``content/`` that ``WITHHELD.json`` names is reported as *withheld*
+(check ``3.0``, never a pass: the list is the server's word at download time, not covered by
+the token); any other missing object is a failed ``3.1``. :func:`is_withheld` tells such a line
+from a failure, so a caller can say "verified, but incomplete".
 
 The manifest carries every object's digest and the token seals the manifest, so checks 2 and 3
 together prove that every byte is the one archived at the token's time.
@@ -24,8 +32,9 @@ opens one object by its ``Uri``, and the listing of what sits under ``content/``
 from __future__ import annotations
 
 import hashlib
+import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -41,6 +50,10 @@ TOKEN_FILE = "timestamp.tsr"  # noqa: S105 (a file name, not a secret)
 CHAIN_FILE = "tsa-chain.pem"
 UNIT_FILE = "unit.json"
 CONTENT_DIR = "content"
+WITHHELD_FILE = "WITHHELD.json"
+"""What ``get`` could not download: ``{"objects": [{"uri": …, "summary": …, …}, …]}``."""
+WITHHELD_CHECK = "3.0 withheld"
+WITHHELD_FOUND = "withheld by the server, not verified: "
 
 #: Opens one object by its manifest ``Uri``; ``None`` when there is no such file. The stream
 #: returned is closed by :func:`check_package`.
@@ -111,6 +124,7 @@ def check_package(
     open_object: OpenObject | None,
     *,
     content_listing: Iterable[str] | None = None,
+    withheld_list: bytes | None = None,
 ) -> VerificationReport:
     """Verify an exported package; every check names what it expected and what it found.
 
@@ -121,16 +135,72 @@ def check_package(
     listing and check 4 is not run (the CLI always passes one). ``open_object`` ``None``: the
     objects are not at hand (an evidence bundle without them) and check 3 is not run; the
     caller checks what stands for them (``core.evidence_check``: the SHA256SUMS files).
+    ``withheld_list``: the bytes of ``WITHHELD.json`` when the directory has one (check 5).
     """
     checks: list[CheckResult] = []
     objects = _check_manifest(manifest, checks)
     check_timestamp(manifest, token, chain_pem, checks)
+    withheld: dict[str, str] = {}
+    withheld_problem: str | None = None
+    if withheld_list is not None:
+        try:
+            withheld = read_withheld(withheld_list)
+        except ValueError as exc:
+            withheld_problem = str(exc)
     if objects is not None and open_object is not None:
         for obj in objects:
-            _check_object(obj, open_object, checks)
+            _check_object(obj, open_object, checks, withheld)
     if content_listing is not None:
         _check_unlisted(objects, content_listing, checks)
+    if withheld_list is not None:
+        _check_withheld_list(objects, withheld, withheld_problem, checks)
     return VerificationReport(tuple(checks))
+
+
+def is_withheld(check: CheckResult) -> bool:
+    """A line for an object the server withheld (not a corruption, but never a pass)."""
+    return check.name.startswith(WITHHELD_CHECK + " ")
+
+
+def read_withheld(data: bytes) -> dict[str, str]:
+    """``WITHHELD.json`` as ``{uri: why}``; ``ValueError`` naming what is wrong with it."""
+    try:
+        document = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+    entries = document.get("objects") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise ValueError('no "objects" list')
+    out: dict[str, str] = {}
+    for number, entry in enumerate(entries):
+        uri = entry.get("uri") if isinstance(entry, dict) else None
+        summary = entry.get("summary") if isinstance(entry, dict) else None
+        if not isinstance(uri, str) or not isinstance(summary, str):
+            raise ValueError(f'objects[{number}] has no "uri" and "summary" strings')
+        out[uri] = summary
+    return out
+
+
+def _check_withheld_list(
+    objects: Sequence[_Object] | None,
+    withheld: dict[str, str],
+    problem: str | None,
+    checks: list[CheckResult],
+) -> None:
+    name = f"5. {WITHHELD_FILE} names objects of the manifest"
+    expected = "a list of objects of the manifest"
+    if problem is not None:
+        checks.append(CheckResult(name, False, expected, problem, WITHHELD_FILE))
+        return
+    listed = {o.uri for o in objects or () if o.uri is not None}
+    strangers = sorted(set(withheld) - listed)
+    if objects is None or strangers:
+        found = "manifest unreadable" if objects is None else f"unknown: {', '.join(strangers)}"
+        checks.append(CheckResult(name, False, expected, found, WITHHELD_FILE))
+        return
+    checks.append(
+        CheckResult(name, True, expected, f"{len(withheld)} object(s) withheld", WITHHELD_FILE)
+    )
 
 
 def _check_manifest(manifest: bytes | None, checks: list[CheckResult]) -> list[_Object] | None:
@@ -270,7 +340,12 @@ def check_timestamp(
     )
 
 
-def _check_object(obj: _Object, open_object: OpenObject, checks: list[CheckResult]) -> None:
+def _check_object(
+    obj: _Object,
+    open_object: OpenObject,
+    checks: list[CheckResult],
+    withheld: Mapping[str, str] | None = None,
+) -> None:
     label = obj.label
     present = f"3.1 present — {label}"
     path = safe_object_path(obj.uri) if obj.uri is not None else None
@@ -285,6 +360,17 @@ def _check_object(obj: _Object, open_object: OpenObject, checks: list[CheckResul
         checks.append(CheckResult(present, False, "a readable file", _reason(exc), path))
         return
     if stream is None:
+        if withheld and path in withheld:
+            checks.append(
+                CheckResult(
+                    f"{WITHHELD_CHECK} — {label}",
+                    False,
+                    "a file",
+                    WITHHELD_FOUND + withheld[path],
+                    path,
+                )
+            )
+            return
         checks.append(CheckResult(present, False, "a file", "missing", path))
         return
     try:
