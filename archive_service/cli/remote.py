@@ -7,7 +7,10 @@ in memory at a time) and show a Rich progress bar on stderr. Exit codes:
 - 1 the operation completed with a negative outcome (transfer rejected, digest mismatch);
 - 2 usage or input error (bad path, bad metadata file, a request the server refused as invalid);
 - 3 server unreachable, 5xx, or the wait for a verdict timed out;
-- 4 authentication or authorization refused (401/403).
+- 4 authentication or authorization refused (401/403);
+- 5 ``get`` only: everything the caller may read was downloaded and its digests checked, but the
+  server withheld some objects (403 ``access-restricted``: not communicable yet; 410 ``gone``:
+  destroyed or transferred); they are listed on the console and in ``WITHHELD.json``.
 
 Server errors are RFC 9457 ``application/problem+json``: title, detail and each issue are shown.
 With ``--json`` stdout carries exactly one JSON document (the result, or ``{"error": …}``).
@@ -23,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -47,6 +51,7 @@ from archive_service.core.package_check import (
     MANIFEST_FILE,
     TOKEN_FILE,
     UNIT_FILE,
+    WITHHELD_FILE,
     safe_object_path,
 )
 
@@ -55,6 +60,7 @@ EXIT_NEGATIVE = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 EXIT_AUTH = 4
+EXIT_PARTIAL = 5
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 CHUNK_SIZE = 1024 * 1024
@@ -742,7 +748,18 @@ def get(
     key: KeyOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Download an archive unit's package (manifest, token, chain, objects), checking digests."""
+    """Download an archive unit's package (manifest, token, chain, objects), checking digests.
+
+    Objects the server withholds from your key are skipped, not fatal: those not communicable
+    yet (their access rule's delay runs; archivists and admins get them once it ends, the
+    producer's platform key reads its own at once) and those destroyed or transferred out. Each
+    is listed with its rule and end date (or the tombstone's request and visa), on the console
+    and in WITHHELD.json in the output directory; `verify` then reports them as withheld.
+
+    Exit codes: 0 everything downloaded and checked; 5 everything readable downloaded and
+    checked, some objects withheld; 1 a digest mismatch; 2 bad input or request; 3 server
+    unreachable or failing; 4 key refused (an auditor may not read content at all).
+    """
     output = Output(json_output)
     try:
         code = _get(output, unit_id, output_dir, url=url, key=key)
@@ -759,6 +776,7 @@ class RemoteObject:
     sha256: str
     sha512: str | None
     label: str
+    path: str | None = None
 
 
 def _unit_objects(unit: dict[str, Any]) -> list[RemoteObject]:
@@ -787,6 +805,7 @@ def _unit_objects(unit: dict[str, Any]) -> list[RemoteObject]:
                 sha256=str(item["sha256"]).lower(),
                 sha512=str(sha512).lower() if sha512 else None,
                 label=label,
+                path=str(item["path"]) if isinstance(item.get("path"), str) else None,
             )
         )
     if unsafe:
@@ -835,7 +854,9 @@ def _get(output: Output, unit_id: str, output_dir: Path, *, url: str, key: str |
                 output_dir / UNIT_FILE,
                 (json.dumps(unit, ensure_ascii=False, indent=2) + "\n").encode("utf-8"),
             )
-            mismatches = _download_objects(api, objects, output_dir, output)
+            mismatches, withheld = _download_objects(api, objects, output_dir, output)
+            if withheld:
+                _write(output_dir / WITHHELD_FILE, _withheld_document(unit_id, url, withheld))
         except (CliFailure, OSError) as exc:
             # A half-written package proves nothing and would block a retry: remove it (the
             # directory was new or empty, so everything in it is ours).
@@ -846,19 +867,24 @@ def _get(output: Output, unit_id: str, output_dir: Path, *, url: str, key: str |
     finally:
         api.close()
 
-    total = sum(o.size or 0 for o in objects)
+    refused = {str(item["id"]) for item in withheld}
+    total = sum(o.size or 0 for o in objects if o.id not in refused)
     if output.json_mode:
         output.emit_json(
             {
                 "unit_id": unit_id,
                 "directory": str(output_dir),
                 "ok": not mismatches,
+                "complete": not mismatches and not withheld,
                 "objects": len(objects),
+                "downloaded": len(objects) - len(withheld) - len(mismatches),
                 "bytes": total,
                 "mismatches": mismatches,
+                "withheld": withheld,
             }
         )
     if mismatches:
+        _report_withheld(output, output_dir, withheld)
         output.err.print(
             f"[bold red]{len(mismatches)} object(s) did not match their digest (not written):[/]"
         )
@@ -867,12 +893,106 @@ def _get(output: Output, unit_id: str, output_dir: Path, *, url: str, key: str |
                 f"  - {escape(item['object'])}: expected {item['expected']}, got {item['found']}"
             )
         return EXIT_NEGATIVE
+    count = f"{len(objects) - len(withheld)} of {len(objects)}" if withheld else str(len(objects))
     output.say(
-        f"Archive unit {escape(unit_id)}: {len(objects)} object(s), {total} bytes, "
+        f"Archive unit {escape(unit_id)}: {count} object(s), {total} bytes, "
         f"digests checked, written to {escape(str(output_dir))}"
     )
-    output.say(f"Verify offline with: archive-service verify {escape(str(output_dir))}")
+    _report_withheld(output, output_dir, withheld)
+    verify_hint = f"Verify offline with: archive-service verify {escape(str(output_dir))}"
+    if withheld:
+        output.say(f"{verify_hint} (exit 5: what is there verifies, the withheld are named)")
+        return EXIT_PARTIAL
+    output.say(verify_hint)
     return EXIT_OK
+
+
+#: Refusals that withhold one object and let the download go on: (HTTP status, problem type).
+WITHHELD_PROBLEMS: dict[tuple[object, object], str] = {
+    (403, "urn:archive-service:problem:access-restricted"): "access-restricted",
+    (410, "urn:archive-service:problem:gone"): "gone",
+}
+
+
+def withheld_entry(obj: RemoteObject, problem: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What ``WITHHELD.json`` says of an object the server refused, or ``None`` when the
+    refusal is not about this object's communicability or disposal (then ``get`` fails)."""
+    if problem is None:
+        return None
+    kind = WITHHELD_PROBLEMS.get((problem.get("status"), problem.get("type")))
+    if kind is None:
+        return None
+    return {
+        "id": obj.id,
+        "uri": obj.uri,
+        "path": obj.path,
+        "size": obj.size,
+        "sha256": obj.sha256,
+        "withheld": kind,
+        "summary": withheld_summary(kind, problem),
+        "end_date": problem.get("end_date"),
+        "pending": problem.get("pending"),
+        "problem": problem,
+    }
+
+
+def withheld_summary(kind: str, problem: dict[str, Any]) -> str:
+    """One line: the rule and until when (or what it waits for), or how the unit went."""
+    if kind == "gone":
+        text = f"gone: archive unit {problem.get('unit_id')} {problem.get('unit_status') or ''}"
+        tombstone = problem.get("tombstone")
+        if not isinstance(tombstone, dict):
+            return f"{text.rstrip()} (no tombstone recorded)"
+        parts = []
+        if tombstone.get("at"):
+            parts.append(f"on {str(tombstone['at'])[:10]}")
+        if tombstone.get("request_id"):
+            parts.append(f"disposal request {tombstone['request_id']}")
+        visa = tombstone.get("visa")
+        if isinstance(visa, dict) and visa.get("reference"):
+            by = f" by {visa['by']}" if visa.get("by") else ""
+            parts.append(f"visa {visa['reference']}{by}")
+        return f"{text.rstrip()} {', '.join(parts)}".rstrip()
+    rule = str(problem.get("rule_label") or problem.get("rule_id") or "its access rule")
+    if problem.get("rule_id") and problem.get("rule_label"):
+        rule += f" ({problem['rule_id']})"
+    if problem.get("inherited_from"):
+        rule += f", inherited from {problem['inherited_from']}"
+    end = problem.get("end_date")
+    if end and not problem.get("pending"):
+        return f"not communicable until {end} — {rule}"
+    event = problem.get("start_event") or "an event not recorded yet"
+    years = problem.get("duration_years")
+    wait = f"{years} years after {event}" if years is not None else f"after {event}"
+    return f"not communicable, pending: {wait} — {rule}"
+
+
+def _withheld_document(unit_id: str, url: str, withheld: list[dict[str, Any]]) -> bytes:
+    document = {
+        "unit_id": unit_id,
+        "server": url,
+        "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "note": "Objects of manifest.xml the server refused to this key; nothing was written "
+        "for them under content/. The server's word at checked_at, not covered by the token.",
+        "objects": withheld,
+    }
+    return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def _report_withheld(output: Output, output_dir: Path, withheld: list[dict[str, Any]]) -> None:
+    if not withheld:
+        return
+    console = output.err if output.json_mode else output.out
+    console.print(
+        f"[bold yellow]{len(withheld)} object(s) withheld by the server, not downloaded "
+        f"(listed in {escape(str(output_dir / WITHHELD_FILE))}):[/]"
+    )
+    for item in withheld:
+        where = item["path"] or item["uri"]
+        console.print(
+            f"  - {escape(str(where))} ({escape(item['uri'])}): {escape(item['summary'])}",
+            soft_wrap=True,
+        )
 
 
 def _remove_contents(directory: Path, *, remove_dir: bool) -> None:
@@ -894,30 +1014,40 @@ def _write(target: Path, data: bytes) -> None:
 
 def _download_objects(
     api: Api, objects: list[RemoteObject], output_dir: Path, output: Output
-) -> list[dict[str, str]]:
-    """Stream each object to ``output_dir/<uri>``; a digest mismatch leaves no file."""
+) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+    """Stream each object to ``output_dir/<uri>``; a digest mismatch leaves no file, nor does
+    an object the server withholds (returned apart, see :func:`withheld_entry`)."""
     mismatches: list[dict[str, str]] = []
+    withheld: list[dict[str, Any]] = []
     total = sum(o.size or 0 for o in objects)
     with output.progress() as progress:
         task = progress.add_task(f"Download ({len(objects)} objects)", total=total)
         for obj in objects:
             progress.update(task, description=f"Download {escape(obj.uri)}")
             target = output_dir / obj.uri
-            target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(target.name + ".part")
             hasher = MultiHasher()
-            with api.stream("GET", f"/v1/objects/{obj.id}/content") as response:
-                with partial.open("wb") as handle:
-                    try:
-                        for chunk in response.iter_bytes(CHUNK_SIZE):
-                            hasher.update(chunk)
-                            handle.write(chunk)
-                            progress.advance(task, len(chunk))
-                    except httpx.TransportError as exc:
-                        partial.unlink(missing_ok=True)
-                        raise CliFailure(
-                            EXIT_UNAVAILABLE, f"download of {obj.label} interrupted: {exc}"
-                        ) from exc
+            try:
+                with api.stream("GET", f"/v1/objects/{obj.id}/content") as response:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with partial.open("wb") as handle:
+                        try:
+                            for chunk in response.iter_bytes(CHUNK_SIZE):
+                                hasher.update(chunk)
+                                handle.write(chunk)
+                                progress.advance(task, len(chunk))
+                        except httpx.TransportError as exc:
+                            partial.unlink(missing_ok=True)
+                            raise CliFailure(
+                                EXIT_UNAVAILABLE, f"download of {obj.label} interrupted: {exc}"
+                            ) from exc
+            except CliFailure as failure:
+                entry = withheld_entry(obj, failure.problem)
+                if entry is None:
+                    raise
+                withheld.append(entry)
+                progress.advance(task, obj.size or 0)
+                continue
             prints = hasher.result()
             problem = _compare(obj, prints.size, prints.sha256.digest, prints.sha512.digest)
             if problem is not None:
@@ -925,7 +1055,7 @@ def _download_objects(
                 mismatches.append({"object": obj.label, "uri": obj.uri, **problem})
                 continue
             partial.replace(target)
-    return mismatches
+    return mismatches, withheld
 
 
 def _compare(obj: RemoteObject, size: int, sha256: str, sha512: str) -> dict[str, str] | None:
