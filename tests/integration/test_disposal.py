@@ -102,21 +102,30 @@ def object_keys(env: Env, unit_ids: set[str]) -> set[str]:
 
 
 def wait_locks_lapsed(env: Env, root: str) -> None:
-    """Sleep until every copy of the dossier's packages is past its S3 retention."""
+    """Sleep until every copy of the dossier's packages is past its S3 retention, read again
+    after each wait: the jobs that follow a package's commit (retention recomputation) may
+    lock a copy again, from their own now, a moment after the transfer was accepted."""
     tenant = tenant_of(env)
-    latest = datetime.now(UTC)
-    with env.services.ingest._uow() as uow:
-        packages = {u.package_id for u in uow.archive.units_of_root(tenant, root)}
-        copies = [c for p in packages for c in uow.archive.copies_of_package(tenant, p)]
     offers = {o.name: o for o in env.services.offers}
-    for copy in copies:
-        offer = offers[copy.offer]
-        if copy.version_id is None or not hasattr(offer, "retention"):
-            continue
-        retention = offer.retention(copy.key, version_id=copy.version_id)
-        if retention is not None and retention.retain_until is not None:
-            latest = max(latest, retention.retain_until)
-    time.sleep(max(0.0, (latest - datetime.now(UTC)).total_seconds()) + 1.5)
+    deadline = time.monotonic() + 120
+    while True:
+        with env.services.ingest._uow() as uow:
+            packages = {u.package_id for u in uow.archive.units_of_root(tenant, root)}
+            copies = [c for p in packages for c in uow.archive.copies_of_package(tenant, p)]
+        latest: datetime | None = None
+        for copy in copies:
+            offer = offers[copy.offer]
+            if copy.version_id is None or not hasattr(offer, "retention"):
+                continue
+            retention = offer.retention(copy.key, version_id=copy.version_id)
+            if retention is not None and retention.retain_until is not None:
+                if latest is None or retention.retain_until > latest:
+                    latest = retention.retain_until
+        now = datetime.now(UTC)
+        if latest is None or latest < now - timedelta(seconds=1):
+            return
+        assert time.monotonic() < deadline, f"retention still runs until {latest}"
+        time.sleep((latest - now).total_seconds() + 1.5)
 
 
 def raw_s3(env: Env) -> list[S3BlobStore]:
