@@ -76,6 +76,10 @@ def _run(tenant: str, name: str | None, action: Any) -> Any:
         finally:
             services.close()
     except ArchiveError as exc:
+        blocking = exc.extra.pop("blocking", None)
+        if isinstance(blocking, list):
+            for item in blocking:
+                typer.echo(f"  blocking: {item.get('message', item)}", err=True)
         raise fail(exc) from None
 
 

@@ -717,6 +717,30 @@ def test_cli_hold_propose_visa_execute(
     )
     assert code == 0, out
     assert "approved" in out
+    code, out = invoke_cli(
+        env,
+        monkeypatch,
+        "hold",
+        "place",
+        dce.id,
+        "--reason",
+        "Audit",
+        "--as",
+        "Irène",
+        "--json",
+        *t,
+    )
+    assert code == 0, out
+    second = json.loads(out)["id"]
+    code, out = invoke_cli(
+        env, monkeypatch, "disposal", "execute", request["id"], "--as", "Paul Langevin", *t
+    )
+    assert code == 1, out
+    assert f"under legal hold {second}" in out
+    code, out = invoke_cli(
+        env, monkeypatch, "hold", "lift", second, "--reason", "Audit clos", "--as", "Irène", *t
+    )
+    assert code == 0, out
     wait_locks_lapsed(env, root)
     code, out = invoke_cli(
         env, monkeypatch, "disposal", "execute", request["id"], "--as", "Paul Langevin", *t
