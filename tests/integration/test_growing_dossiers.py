@@ -412,7 +412,7 @@ SIP_ADDITION = """<?xml version="1.0" encoding="UTF-8"?>
 
 
 def sip_addition(
-    unit_id: str, title: str, message: str, *, update_operation: bool = False
+    unit_id: str | None, title: str, message: str, *, update_operation: bool = False
 ) -> bytes:
     """A SEDA 2.3 zip adding one real PDF under our unit ``unit_id``: named by
     ``Content/SystemId`` (what the official XSD allows), or by Vitam's
@@ -423,7 +423,8 @@ def sip_addition(
         management = f"<Management>{operation}</Management>"
         system_id = ""
     else:
-        management, system_id = "", f"<SystemId>{unit_id}</SystemId>"
+        management = ""
+        system_id = f"<SystemId>{unit_id}</SystemId>" if unit_id is not None else ""
     manifest = SIP_ADDITION.format(
         message=message,
         digest=hashlib.sha256(data).hexdigest(),
@@ -498,6 +499,23 @@ def test_a_seda_zip_naming_an_archived_unit_by_systemid_adds_to_its_dossier(
     before = settled(env)
     r = post_zip(env, sip_addition(execution["id"], "X", "SIP-ADD-4"))
     assert r.status_code == 422 and "dossier-not-active" in r.text, r.text
+    assert snapshot(env) == before
+
+    # A dossier that came from a foreign transfer takes additions by SEDA only: its first
+    # transfer has no procurement metadata for the référentiel to work with.
+    r = post_zip(env, sip_addition(None, "Pièce", "SIP-NEW-DOSSIER"))
+    assert r.status_code == 202, r.text
+    foreign = env.wait(r.json()["id"])
+    assert foreign["status"] == "accepted"
+    meta, files = addition(
+        tmp_path,
+        foreign["archive_unit_id"],
+        "onto-foreign",
+        [("8-Execution/x.pdf", "execution.avenant", "X")],
+    )
+    before = settled(env)
+    r = env.post_transfer(meta, files)
+    assert r.status_code == 422 and "dossier-not-extendable" in r.text, r.text
     assert snapshot(env) == before
 
     # Vitam's Management/UpdateOperation is not in the official 2.3 XSD: judged as it judges.
