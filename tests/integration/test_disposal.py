@@ -31,6 +31,7 @@ from archive_service.core.seda.reply import build_transfer_reply
 from archive_service.core.timestamp import verify_timestamp
 from archive_service.errors import Unavailable
 from archive_service.ports import SupersededRecord
+from archive_service.services.audit import AuditScope
 from archive_service.storage.s3 import S3BlobStore
 from tests.fixtures.dossier import make_dossier, pdf_bytes
 from tests.integration.conftest import (
@@ -346,6 +347,8 @@ def test_hold_blocks_disposal_until_lifted_then_destroyed_with_certificate(
     assert gone.status_code == 410, gone.text
     assert "AD45-2026-17" in gone.text
     assert not {c.key for c in copies} & purged_keys  # audits will not look for them
+    audit = env.services.audit.run(AuditScope(trigger="test"))
+    assert audit.checked > 0 and not audit.problems, [p.message() for p in audit.problems]
     events = entries_of(env, request_id)
     for step in (
         "disposal.proposed",
