@@ -775,11 +775,8 @@ class ReferentialVersionRecord:
 
 
 class LifecycleRepository(Protocol):
-    """Dossier events, the tenant's référentiel versions, and recomputed rules of units."""
-
-    def lock_dossier(self, tenant_id: str, root_id: str) -> None:
-        """Serialize writers of one dossier's events and rules until the transaction ends."""
-        ...
+    """Dossier events, the tenant's référentiel versions, and recomputed rules of units.
+    Writers of one dossier serialize on ``ArchiveRepository.lock_dossier``."""
 
     def dossier_transfers(self, tenant_id: str, root_id: str) -> list[DossierTransferRecord]:
         """The accepted transfers whose package belongs to the dossier, oldest first."""

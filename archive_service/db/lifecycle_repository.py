@@ -30,15 +30,6 @@ class SqlLifecycleRepository:
     def __init__(self, session: Session) -> None:
         self._s = session
 
-    def lock_dossier(self, tenant_id: str, root_id: str) -> None:
-        # PostgreSQL: the root unit's row is the dossier's lock (FOR UPDATE waits for the
-        # other writer's commit). SQLite has one writer at a time anyway.
-        self._s.execute(
-            select(t.ArchiveUnit.id)
-            .where(t.ArchiveUnit.tenant_id == tenant_id, t.ArchiveUnit.id == root_id)
-            .with_for_update()
-        )
-
     def dossier_transfers(self, tenant_id: str, root_id: str) -> list[DossierTransferRecord]:
         rows = self._s.execute(
             select(

@@ -378,7 +378,7 @@ class LifecycleService:
         version = self._referentials.in_force(caller.tenant_id)
         now = self._clock.now()
         with self._uow() as uow:
-            uow.lifecycle.lock_dossier(caller.tenant_id, root)
+            uow.archive.lock_dossier(caller.tenant_id, root)
             dossier = load_dossier(uow, caller.tenant_id, root)
             kind, recorded = check_event(
                 [(e.event, e.event_date) for e in dossier.history],
@@ -562,7 +562,7 @@ class LifecycleService:
         """Recompute one dossier with the référentiel in force, then extend its locks."""
         version = self._referentials.in_force(tenant_id)
         with self._uow() as uow:
-            uow.lifecycle.lock_dossier(tenant_id, root_id)
+            uow.archive.lock_dossier(tenant_id, root_id)
             dossier = load_dossier(uow, tenant_id, root_id)
             result = self._recompute_in(
                 uow, tenant_id, dossier, version, cause=cause, caller=caller
@@ -706,7 +706,7 @@ class LifecycleService:
             return
         now = self._clock.now()
         with self._uow() as uow:
-            uow.lifecycle.lock_dossier(tenant_id, root_id)
+            uow.archive.lock_dossier(tenant_id, root_id)
             for u in uow.archive.units_of_root(tenant_id, root_id):
                 if u.appraisal is None or bool(u.appraisal.get("lock_pending")) == pending:
                     continue

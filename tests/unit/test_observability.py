@@ -245,6 +245,9 @@ class BrokenOffer:
     def delete(self, key: str) -> None:
         raise Unavailable("offer down")
 
+    def purge(self, key: str) -> None:
+        raise Unavailable("offer down")
+
     def lock(self, key: str, *, version_id: str, retain_until: datetime, mode: str = "") -> Any:
         raise Unavailable("lock refused")
 
@@ -279,6 +282,8 @@ def test_failed_offer_operations_are_counted_answers_are_not(tmp_path: Path) -> 
         list(offer.iter_keys())
     with pytest.raises(Unavailable):
         offer.delete("k")
+    with pytest.raises(Unavailable):
+        offer.purge("k")
     assert isinstance(offer, LockingBlobStore)
     with pytest.raises(Unavailable):
         offer.lock("k", version_id="v", retain_until=datetime.now().astimezone())
@@ -287,6 +292,7 @@ def test_failed_offer_operations_are_counted_answers_are_not(tmp_path: Path) -> 
         ("broken", "put"),
         ("broken", "list"),
         ("broken", "delete"),
+        ("broken", "purge"),
         ("broken", "lock"),
     ]
 
