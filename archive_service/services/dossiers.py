@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from archive_service.core.model import DescriptionLevel
 from archive_service.core.procurement import (
+    EVENT_NAMES,
     AdditionMetadata,
     DossierEvents,
     DossierMetadata,
@@ -57,6 +59,9 @@ class DossierState:
     first: DossierMetadata | None = None
     """The validated metadata of the first transfer (``None``: a foreign SEDA transfer, or
     metadata this version cannot read)."""
+    recorded: tuple[tuple[str, date], ...] = ()
+    """Start events recorded through the events API or CLI (corrections included), in the
+    order they were recorded: they amend what the transfers declared."""
 
     def phases(self) -> dict[str, UnitRecord]:
         """The dossier's active phase units (directly under the root), by phase code."""
@@ -86,10 +91,38 @@ class DossierState:
                 continue
         return out
 
+    def current_events(self) -> DossierEvents:
+        """The dossier's start events as they stand: what its transfers declared, amended by
+        the events recorded since (a correction replaces the date)."""
+        merged, _ = merged_events(self.transfer_events())
+        dates = dict(merged.known())
+        for name, day in self.recorded:
+            dates[name] = day
+        return DossierEvents(**dates)
+
+    def event_conflicts(self, add: AdditionMetadata) -> list[Issue]:
+        """An event the addition dates otherwise than the dossier now does (whether the
+        date came from a transfer or was recorded through the events API)."""
+        current = self.current_events()
+        issues: list[Issue] = []
+        for name, day in add.events.known():
+            known = current.get(name)
+            if known is not None and known != day:
+                issues.append(
+                    Issue(
+                        "event-conflict",
+                        f"événement {name} daté {day.isoformat()} ; le dossier le date déjà du "
+                        f"{known.isoformat()} (une correction passe par l'API des événements)",
+                        f"/events/{name}",
+                    )
+                )
+        return issues
+
     def events(self, add: AdditionMetadata) -> DossierEvents:
         """The dossier's events with the addition's (conflicts are :meth:`problems`)."""
-        merged, _ = merged_events([*self.transfer_events(), add.events])
-        return merged
+        dates = dict(add.events.known())
+        dates.update(self.current_events().known())
+        return DossierEvents(**dates)
 
     def problems(self, add: AdditionMetadata) -> list[Issue]:
         """Why ``add`` cannot join this dossier now (empty: it can)."""
@@ -131,8 +164,7 @@ class DossierState:
                         f"/files/{index}/path",
                     )
                 )
-        _, conflicts = merged_events([*self.transfer_events(), add.events])
-        issues.extend(conflicts)
+        issues.extend(self.event_conflicts(add))
         return issues
 
 
@@ -159,6 +191,11 @@ def load_dossier_state(uow: UnitOfWork, tenant_id: str, root: UnitRecord) -> Dos
         packages=packages,
         transfers=transfers,
         first=first,
+        recorded=tuple(
+            (e.event, e.event_date)
+            for e in uow.lifecycle.events_of(tenant_id, root.id)
+            if e.event in EVENT_NAMES
+        ),
     )
 
 

@@ -273,6 +273,16 @@ def test_refused_additions_change_nothing(env: Env, tmp_path: Path) -> None:
     refused(meta, files, "not-allowed-in-addition")
     meta, files = addition(tmp_path, root_id, "event", doc, events={"notification": "1999-01-01"})
     refused(meta, files, "event-conflict")
+    # A date recorded through the events API binds later transfers as much as the first
+    # transfer's: an addition dating the réception otherwise is refused, not a silent change.
+    r = env.http.post(
+        f"/v1/archive-units/{root_id}/events",
+        json={"event": "reception", "date": "2024-06-03"},
+        headers=env.auth("archivist"),
+    )
+    assert r.status_code == 201, r.text
+    meta, files = addition(tmp_path, root_id, "recep", doc, events={"reception": "2024-07-01"})
+    refused(meta, files, "event-conflict")
     # A destroyed dossier takes nothing more.
     with env.services.engine.begin() as conn:
         conn.execute(
