@@ -1242,8 +1242,11 @@ class IngestService:
         titles = [u.title for u in units[1:]]
         keywords = [k.content for k in root.description.keywords]
         if dossier is not None:
-            # The dossier's search entry is rebuilt with every title it now holds.
-            titles = [u.title for u in dossier.units if u.id != root.id] + [u.title for u in units]
+            # The dossier's search entry is rebuilt with every title it now holds (not the
+            # titles of units a disposal destroyed or transferred out: they left the index).
+            titles = [
+                u.title for u in dossier.units if u.id != root.id and u.status == "active"
+            ] + [u.title for u in units]
             keywords = list(dossier.first.keywords) if dossier.first is not None else []
         self.commit_records(
             transfer,
