@@ -360,6 +360,20 @@ class Env:
                 raise AssertionError(f"transfer never got there: {body}")
             time.sleep(0.05)
 
+    def _wait_job_end(self, transfer_id: str, deadline: float) -> None:
+        """A transfer reads accepted (or rejected) at its commit; its job then runs the
+        dossier listeners (retention recomputation, holds) and, last, empties its staging
+        directory. Wait for that too, so that what a test looks at next is settled."""
+        with self.services.ingest._uow() as uow:
+            transfer = uow.transfers.get_any_tenant(transfer_id)
+        if transfer is None or not transfer.staging_dir:
+            return
+        staged = self.services.staging.root / transfer.staging_dir
+        while staged.exists():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the job of {transfer_id} never finished ({staged})")
+            time.sleep(0.02)
+
     def wait(self, transfer_id: str, *, role: str = "platform", timeout: float = 120) -> dict:
         deadline = time.monotonic() + timeout
         while True:
@@ -367,6 +381,7 @@ class Env:
             assert r.status_code == 200, r.text
             body = r.json()
             if body["status"] in ("accepted", "rejected"):
+                self._wait_job_end(transfer_id, deadline)
                 return body
             if time.monotonic() > deadline:
                 raise AssertionError(f"transfer still {body['status']}: {body}")
