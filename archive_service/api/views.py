@@ -60,16 +60,27 @@ def unit_summary_json(u: UnitRecord) -> dict[str, Any]:
     }
 
 
-def access_json(decision: AccessDecision, *, producer: bool = False) -> dict[str, Any]:
+def access_json(
+    decision: AccessDecision, *, producer: bool = False, mine: AccessDecision | None = None
+) -> dict[str, Any]:
     """The ``access`` block: communicable now (for anyone but the producer) or until when.
 
-    ``you_may_read``: the caller may read the content today (the producer's platform reads
-    its own records whatever the delay)."""
-    return {
+    ``you_may_read``: the caller may read the content today. ``mine`` is the decision for the
+    caller itself (``RetrievalService.view``: the producer's platform reads its own records
+    whatever the delay, a dérogation's grantee reads what it opens, nobody reads a destroyed
+    unit); a dérogation that opens the unit to the caller is named in ``your_derogation``.
+    Without it (search results), the producer rule alone decides."""
+    out = {
         **decision.members(),
         "explanation": decision.explanation,
         "you_may_read": decision.communicable or producer,
     }
+    if mine is not None:
+        out["you_may_read"] = mine.communicable
+        opened_by = mine.members().get("derogation")
+        if opened_by is not None:
+            out["your_derogation"] = opened_by
+    return out
 
 
 def search_hit_json(hit: SearchHit, *, producer: bool = False) -> dict[str, Any]:
@@ -98,7 +109,9 @@ def unit_json(view: UnitView) -> dict[str, Any]:
 
     def access(u: UnitRecord) -> dict[str, Any] | None:
         decision = view.access.get(u.id)
-        return access_json(decision, producer=view.producer) if decision else None
+        if decision is None:
+            return None
+        return access_json(decision, producer=view.producer, mine=view.readable.get(u.id))
 
     def node(u: UnitRecord) -> dict[str, Any]:
         out = {

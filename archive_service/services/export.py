@@ -116,7 +116,7 @@ class ExportService:
     def delivery(self, caller: Caller, unit_id: str, *, version: str = "2.3") -> Export:
         """The DIP of ``unit_id`` for ``caller`` (see the module docstring)."""
         seda_version = _version(version)
-        view = self._retrieval._view(caller, unit_id, EXPORT_EVENT)
+        view = self._retrieval.view(caller, unit_id, event=EXPORT_EVENT)
         unit = view.unit
         if unit.status != "active":
             summary = view.gone.get(unit.id) or {"unit_id": unit.id, "unit_status": unit.status}

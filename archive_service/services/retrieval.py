@@ -31,12 +31,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO
 
-from archive_service.core.communicability import GONE, AccessDecision
+from archive_service.core.communicability import GONE, PRODUCER, AccessDecision
+from archive_service.core.derogation import OPENABLE, derogated
 from archive_service.errors import ArchiveError, Forbidden, NotFound
 from archive_service.ports import (
     BlobStore,
     Caller,
     Clock,
+    DerogationRecord,
     ObjectRecord,
     PackageRecord,
     Role,
@@ -47,7 +49,10 @@ from archive_service.ports import (
 from archive_service.services.access_log import OK, REFUSED, AccessLog
 from archive_service.services.communicability import (
     AccessGuard,
+    covering_derogation,
     gone_error,
+    gone_unit,
+    lineage_ids,
     restricted_error,
     tombstone_summary,
 )
@@ -69,6 +74,10 @@ class UnitView:
     """The caller is the units' producer (its platform): delays do not apply to it."""
     gone: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Tombstone summaries of the units of ``units`` destroyed or transferred, by id."""
+    readable: dict[str, AccessDecision] = field(default_factory=dict)
+    """The decision for the caller itself, per unit of ``units``: ``access`` opened for the
+    producer or by the caller's active dérogation, closed (``gone``) for a destroyed or
+    transferred unit. ``communicable`` is what a content read would answer today."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,9 +195,10 @@ class RetrievalService:
             outcome=REFUSED,
         )
 
-    def _view(self, caller: Caller, unit_id: str, event: str) -> UnitView:
-        """The unit and its subtree; a unit hidden from the caller is logged as a refused
-        ``event`` and answered as not found."""
+    def view(self, caller: Caller, unit_id: str, *, event: str) -> UnitView:
+        """The unit and its subtree, with each unit's communicability (for anyone, and for
+        the caller); not logged as a read (the entry point logs what it serves). A unit
+        hidden from the caller is logged as a refused ``event`` and answered as not found."""
         with self._uow() as uow:
             unit = uow.archive.get_unit(caller.tenant_id, unit_id)
         if unit is None:
@@ -226,19 +236,71 @@ class RetrievalService:
                 with self._uow() as uow:
                     tombstone = uow.disposal.tombstone(caller.tenant_id, u.id)
                 gone[u.id] = tombstone_summary(u, tombstone)
+        producer = self._guard.is_producer(caller, unit)
         return UnitView(
             unit=unit,
             package=package,
             units=tuple(subtree),
             objects=tuple(o for o in objects if o.archive_unit_id in ids),
             access={u.id: decisions[u.id] for u in subtree},
-            producer=self._guard.is_producer(caller, unit),
+            producer=producer,
             gone=gone,
+            readable=self._for_caller(caller, subtree, family, decisions, producer=producer),
         )
+
+    def _for_caller(
+        self,
+        caller: Caller,
+        subtree: Sequence[UnitRecord],
+        family: Sequence[UnitRecord],
+        decisions: dict[str, AccessDecision],
+        *,
+        producer: bool,
+    ) -> dict[str, AccessDecision]:
+        """What ``AccessGuard.decision`` (and ``readable``) would answer ``caller`` for each
+        unit of ``subtree``, the dérogations read in one query rather than one per unit."""
+        restricted = [
+            u
+            for u in subtree
+            if gone_unit(u, family) is None
+            and not decisions[u.id].communicable
+            and decisions[u.id].reason in OPENABLE
+            and not producer
+        ]
+        mine: list[DerogationRecord] = []
+        if restricted and caller.tenant_id == subtree[0].tenant_id:
+            lineages = {uid for u in restricted for uid in lineage_ids(u, family)}
+            with self._uow() as uow:
+                mine = uow.derogations.unrevoked_for(
+                    caller.tenant_id, caller.client_id, sorted(lineages)
+                )
+        today = self._guard.today()
+        out: dict[str, AccessDecision] = {}
+        for u in subtree:
+            rule = decisions[u.id]
+            if gone_unit(u, family) is not None:
+                out[u.id] = AccessDecision(communicable=False, reason=GONE)
+            elif rule.communicable:
+                out[u.id] = rule
+            elif producer:
+                out[u.id] = replace(rule, communicable=True, reason=PRODUCER)
+            elif rule.reason in OPENABLE and mine:
+                lineage = set(lineage_ids(u, family))
+                found = covering_derogation((d for d in mine if d.unit_id in lineage), today=today)
+                out[u.id] = (
+                    rule
+                    if found is None
+                    else derogated(
+                        rule, derogation_id=found.id, reference=found.reference, until=found.until
+                    )
+                )
+            else:
+                out[u.id] = rule
+        return out
 
     def unit(self, caller: Caller, unit_id: str) -> UnitView:
         """The unit's metadata, tree and object list (logged ``archive_unit.read``)."""
-        view = self._view(caller, unit_id, "archive_unit.read")
+        view = self.view(caller, unit_id, event="archive_unit.read")
         self._log.append(
             caller,
             "archive_unit.read",
@@ -282,7 +344,7 @@ class RetrievalService:
 
     def manifest(self, caller: Caller, unit_id: str) -> tuple[PackageRecord, bytes]:
         """The package's SEDA manifest (logged ``manifest.read`` against the unit asked for)."""
-        package = self._view(caller, unit_id, "manifest.read").package
+        package = self.view(caller, unit_id, event="manifest.read").package
         data = self._read_logged(
             caller,
             "manifest.read",
@@ -295,7 +357,7 @@ class RetrievalService:
 
     def timestamp(self, caller: Caller, unit_id: str) -> bytes:
         """The RFC 3161 token over the manifest (logged ``timestamp.read``)."""
-        package = self._view(caller, unit_id, "timestamp.read").package
+        package = self.view(caller, unit_id, event="timestamp.read").package
         return self._read_logged(
             caller,
             "timestamp.read",
