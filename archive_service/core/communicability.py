@@ -49,6 +49,9 @@ PRODUCER = "producer"
 """``reason`` when the reader is the producer itself (its own records; delays do not apply)."""
 GONE = "gone"
 """``reason`` of a unit destroyed or transferred by a disposal: nothing left to communicate."""
+UNKNOWN_SENDER_RULE = "unknown-sender-rule"
+"""``reason`` of a foreign transfer's access rule whose id no référentiel here defines
+(``core/sender_rules.py``): its délai is unknown, so it fails closed until an archivist maps it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,6 +80,11 @@ class AccessDecision:
             return "communicable: no access rule restricts it"
         if self.reason == GONE:
             return "not communicable: destroyed or transferred by a disposal"
+        if self.reason == UNKNOWN_SENDER_RULE:
+            return (
+                f"not communicable: unknown sender rule {self.rule_id} (its délai is defined in "
+                "the sender's référentiel, not here; an archivist must map it)"
+            )
         if self.reason == PRODUCER:
             return f"communicable to its producer (its own records; rule {name} not applied)"
         if self.reason == ELAPSED:
@@ -146,6 +154,10 @@ def access_decision(
         "label": str(label) if label else None,
         "inherited_from": inherited_from,
     }
+    if access_rule_json.get("unresolved"):
+        return AccessDecision(
+            communicable=False, reason=UNKNOWN_SENDER_RULE, pending=True, **common
+        )
     try:
         years = access_rule_json.get("duration_years")
         if not isinstance(years, int) or isinstance(years, bool) or years < 0:

@@ -69,6 +69,7 @@ __all__ = [
     "ObjectSink",
     "SipCheck",
     "SipChild",
+    "SipInheritance",
     "SipObject",
     "SipReader",
     "SipRule",
@@ -140,6 +141,18 @@ class SipRule:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SipInheritance:
+    """How a ``Management`` rule block of one category limits what the unit inherits: SEDA
+    ``PreventInheritance`` (nothing of that category comes from the parents) and
+    ``RefNonRuleId`` (those inherited rule ids stop applying here)."""
+
+    category: str
+    prevent_inheritance: bool
+    ref_non_rule_ids: tuple[str, ...]
+    final_action: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SipChild:
     """A child link: ``target`` is the child unit's id; ``placeholder`` the id of the
     ``ArchiveUnit`` that held an ``ArchiveUnitRefId`` to it (``None`` when nested)."""
@@ -168,6 +181,8 @@ class SipUnit:
     """``Content/SystemId``: the id an archive gave this unit, i.e. a unit already archived
     that this transfer adds to (the way the official 2.2/2.3 XSDs allow naming one; their
     ``OtherManagementAbstract`` has no ``UpdateOperation`` without Vitam's extension)."""
+    inheritance: tuple[SipInheritance, ...] = ()
+    """Rule blocks that declare ``PreventInheritance`` or ``RefNonRuleId``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -681,6 +696,7 @@ def _units(
             children=tuple(children),
             xml=_c14n(element) or b"",
             system_id=_text(content, s("SystemId")) if content is not None else None,
+            inheritance=_inheritance(management, version),
         )
 
     top = descriptive.findall(s("ArchiveUnit"))
@@ -762,6 +778,32 @@ def _rules(management: etree._Element | None, version: SedaVersion) -> tuple[Sip
                         rule_id=current,
                         start_date=start,
                         final_action=final_action,
+                    )
+                )
+    return tuple(out)
+
+
+def _inheritance(
+    management: etree._Element | None, version: SedaVersion
+) -> tuple[SipInheritance, ...]:
+    if management is None:
+        return ()
+    out: list[SipInheritance] = []
+    for category in _RULE_CATEGORIES:
+        for block in management.findall(_s(version, category)):
+            prevent = (_text(block, _s(version, "PreventInheritance")) or "").lower()
+            refused = tuple(
+                (e.text or "").strip()
+                for e in block.findall(_s(version, "RefNonRuleId"))
+                if (e.text or "").strip()
+            )
+            if prevent in ("true", "1") or refused:
+                out.append(
+                    SipInheritance(
+                        category=category,
+                        prevent_inheritance=prevent in ("true", "1"),
+                        ref_non_rule_ids=refused,
+                        final_action=_text(block, _s(version, "FinalAction")),
                     )
                 )
     return tuple(out)
