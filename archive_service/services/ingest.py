@@ -23,7 +23,7 @@ import itertools
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -1012,9 +1012,13 @@ class IngestService:
         """Report the duration of one of ``STAGES`` to the metrics (a context manager)."""
         return timed(self._metrics, stage)
 
-    def lock_copies(self, copies: Sequence[CopyRecord]) -> None:
-        """Lock ``copies`` for the offers' minimum retention (no rule this service can date)."""
-        self._lock_copies(copies, None, {})
+    def lock_copies(
+        self, copies: Sequence[CopyRecord], ends_by_key: Mapping[str, date] | None = None
+    ) -> None:
+        """Lock ``copies`` for the offers' minimum retention (no rule this service can date),
+        or an object's copies until ``ends_by_key[storage key]`` (a foreign transfer's
+        resolved sender rules; manifest and token until the latest of them)."""
+        self._lock_copies(copies, None, {}, ends_by_key)
 
     def _stored_token(self, key: str, digest: bytes, chain: bytes) -> bytes | None:
         for offer in self._offers:
@@ -1034,6 +1038,7 @@ class IngestService:
         copies: Sequence[CopyRecord],
         root: ArchiveUnitNode | None,
         objects: dict[str, DataObject],
+        ends_by_key: Mapping[str, date] | None = None,
     ) -> None:
         """Apply COMPLIANCE retention to every copy on a locking offer (only ever extends).
         Without ``root`` (no rule we can date) every copy gets the offer's minimum."""
@@ -1041,7 +1046,7 @@ class IngestService:
         if not lockers:
             return
         with timed(self._metrics, "lock"):
-            self._lock(lockers, copies, root, objects)
+            self._lock(lockers, copies, root, objects, ends_by_key or {})
 
     def _lock(
         self,
@@ -1049,9 +1054,11 @@ class IngestService:
         copies: Sequence[CopyRecord],
         root: ArchiveUnitNode | None,
         objects: dict[str, DataObject],
+        ends_by_key: Mapping[str, date] | None = None,
     ) -> None:
         now = self._clock.now()
         end_by_object: dict[str, date] = {}
+        by_key = ends_by_key or {}
 
         def visit(node: ArchiveUnitNode, inherited: date | None) -> None:
             rule = node.appraisal
@@ -1065,7 +1072,7 @@ class IngestService:
         if root is not None:
             visit(root, None)
         uri_to_object = {o.uri: o.id for o in objects.values()}
-        package_end = max(end_by_object.values(), default=None)
+        package_end = max([*end_by_object.values(), *by_key.values()], default=None)
 
         def until(end: date | None) -> datetime:
             if end is None:
@@ -1079,7 +1086,7 @@ class IngestService:
                 continue
             if copy.kind == "object":
                 uri = copy.key[copy.key.find("content/") :]
-                end = end_by_object.get(uri_to_object.get(uri, ""))
+                end = by_key.get(copy.key) or end_by_object.get(uri_to_object.get(uri, ""))
             else:
                 end = package_end
             jobs.append((offer, copy.key, copy.version_id, until(end)))

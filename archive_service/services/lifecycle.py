@@ -67,6 +67,7 @@ from archive_service.services.referentials import (
     ReferentialVersion,
     parse_referential,
 )
+from archive_service.services.sip_ingest import sender_resolutions
 
 _logger = logging.getLogger(__name__)
 
@@ -484,6 +485,7 @@ class LifecycleService:
     ) -> RecomputeResult:
         units = uow.archive.units_of_root(tenant_id, dossier.root_id)
         outcomes = recompute_dossier(version.referential, dossier.facts, _nodes(units))
+        sender = sender_resolutions(units, version.referential)
         pending_mark = any((u.appraisal or {}).get("lock_pending") for u in units)
         changes: list[UnitChange] = []
         moved: set[str] = set()
@@ -513,6 +515,42 @@ class LifecycleService:
             updated += 1
             if _later(outcome.appraisal_end, unit.appraisal_end):
                 moved.add(unit.id)
+            if before != after:
+                changes.append(
+                    UnitChange(unit.id, dossier.root_id, unit.title, unit.category, before, after)
+                )
+        # A foreign transfer's units: the sender's rules, resolved again with this version
+        # (services/sip_ingest.py; core/sender_rules.py). Additive to the loop above, which
+        # leaves them out (no category, rules of their own).
+        for unit in units:
+            resolved = sender.get(unit.id)
+            if resolved is None or unit.status != "active":
+                continue
+            appraisal = resolved.appraisal
+            if appraisal is not None and (unit.appraisal or {}).get("lock_pending"):
+                appraisal = {**appraisal, "lock_pending": True}
+            if (appraisal, resolved.access, resolved.appraisal_end, resolved.access_end) == (
+                unit.appraisal,
+                unit.access,
+                unit.appraisal_end,
+                unit.access_end,
+            ):
+                continue
+            uow.lifecycle.update_unit_rules(
+                tenant_id,
+                unit.id,
+                appraisal=appraisal,
+                access=resolved.access,
+                appraisal_end=resolved.appraisal_end,
+                access_end=resolved.access_end,
+            )
+            updated += 1
+            if _later(resolved.appraisal_end, unit.appraisal_end):
+                moved.add(unit.id)
+            before = unit_state(unit.appraisal, unit.access, unit.appraisal_end, unit.access_end)
+            after = unit_state(
+                appraisal, resolved.access, resolved.appraisal_end, resolved.access_end
+            )
             if before != after:
                 changes.append(
                     UnitChange(unit.id, dossier.root_id, unit.title, unit.category, before, after)

@@ -17,6 +17,13 @@ Two steps, like :class:`~archive_service.services.ingest.IngestService`:
   manifest as one more object), validated against the official XSD, timestamped, stored on
   every offer, locked, committed, logged and indexed by the ingest service's own steps.
 
+The sender's management rules are applied, fail-closed (``core/sender_rules.py``): every
+foreign unit gets its effective ``AppraisalRule``/``AccessRule`` (own, else inherited down
+the sender's tree; ``PreventInheritance``/``RefNonRuleId`` honoured), durations from the
+tenant's référentiel or a few cited Vitam ids, an id known nowhere recorded *unresolved*
+(not communicable, never due). Each object's copies are locked until its unit's resolved DUA
+end; ``retention recompute`` resolves them again (services/lifecycle.py).
+
 Organization scoping (a foreign manifest names agencies with its own codes, rarely a SIRET):
 the transfer is for the tenant organization whose SIRET is the manifest's
 ``OriginatingAgencyIdentifier`` (else ``TransferringAgency/Identifier``); when neither names an
@@ -30,8 +37,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -41,10 +48,12 @@ from lxml import etree
 from archive_service.core.fingerprint import fingerprint_bytes
 from archive_service.core.ids import derived_id, new_id
 from archive_service.core.model import FormatInfo
+from archive_service.core.retention import Referential
 from archive_service.core.seda.foreign_manifest import SenderManifest, build_foreign_manifest
 from archive_service.core.seda.names import SEDA_NS, SedaVersion
 from archive_service.core.seda.sip import ForeignTransfer, SipObject, SipUnit, open_sip
 from archive_service.core.seda.validate import SedaValidator
+from archive_service.core.sender_rules import SenderResolution, SenderUnit, resolve_sender_rules
 from archive_service.core.zipsafe import ZipLimits
 from archive_service.errors import (
     Forbidden,
@@ -382,7 +391,6 @@ class SipIngest:
             ("object", f"{prefix}/{sender.uri}", sender_path, sender.fingerprints.sha256.digest)
         )
         copies = ingest.store_blobs(transfer, prefix, blobs, manifest, token)
-        ingest.lock_copies(copies)
 
         dossier = self._dossier(transfer)
         units, unit_of = _units(
@@ -393,7 +401,20 @@ class SipIngest:
             self._clock.now(),
             dossier=dossier,
         )
+        # The sender's rules, resolved with the référentiel in force (core/sender_rules.py);
+        # each object's copies are locked until its unit's resolved DUA end (the offer's
+        # minimum when none is known, as before).
+        units = apply_sender_rules(units, ingest.referential_for(transfer.tenant_id))
+        end_of_unit = {u.id: u.appraisal_end for u in units if u.appraisal_end is not None}
         root_id = dossier.root.id if dossier is not None else units[0].id
+        ingest.lock_copies(
+            copies,
+            {
+                f"{prefix}/content/{records[o.id].object_id}": end_of_unit[unit]
+                for o in objects
+                if (unit := unit_of.get(o.id, root_id)) in end_of_unit
+            },
+        )
         sender_unit = UnitRecord(
             id=derived_id("au", now, f"{transfer.id}/sender-manifest"),
             tenant_id=transfer.tenant_id,
@@ -662,6 +683,20 @@ def _units(
                         }
                         for r in unit.rules
                     ],
+                    **(
+                        {
+                            "sender_inheritance": {
+                                i.category: {
+                                    "prevent_inheritance": i.prevent_inheritance,
+                                    "ref_non_rule_ids": list(i.ref_non_rule_ids),
+                                    "final_action": i.final_action,
+                                }
+                                for i in unit.inheritance
+                            }
+                        }
+                        if unit.inheritance
+                        else {}
+                    ),
                 },
                 appraisal=None,
                 access=None,
@@ -683,6 +718,51 @@ def _units(
         if oid not in unit_of_object and gid is not None and gid in unit_of_group:
             unit_of_object[oid] = unit_of_group[gid]
     return records, unit_of_object
+
+
+def sender_resolutions(
+    units: Sequence[UnitRecord], referential: Referential | None
+) -> dict[str, SenderResolution]:
+    """The resolved sender rules of the units of ``units`` recorded from a foreign transfer
+    (those whose content has ``sender_rules``); other units are left out."""
+    return resolve_sender_rules(
+        [
+            SenderUnit(
+                id=u.id,
+                parent_id=u.parent_id,
+                sender_id=str(u.content.get("sender_id") or "") or None,
+                rules=[r for r in u.content["sender_rules"] if isinstance(r, dict)],
+                inheritance={
+                    str(k): v
+                    for k, v in (u.content.get("sender_inheritance") or {}).items()
+                    if isinstance(v, dict)
+                },
+            )
+            for u in units
+            if isinstance(u.content.get("sender_rules"), list)
+        ],
+        referential,
+    )
+
+
+def apply_sender_rules(
+    units: list[UnitRecord], referential: Referential | None
+) -> list[UnitRecord]:
+    """``units`` with the sender's rules resolved onto the foreign ones (appraisal, access and
+    their ends); the others unchanged."""
+    resolved = sender_resolutions(units, referential)
+    return [
+        replace(
+            u,
+            appraisal=r.appraisal,
+            access=r.access,
+            appraisal_end=r.appraisal_end,
+            access_end=r.access_end,
+        )
+        if (r := resolved.get(u.id)) is not None
+        else u
+        for u in units
+    ]
 
 
 def _object_record(
@@ -713,4 +793,4 @@ def _object_record(
     )
 
 
-__all__ = ["SIP_KIND", "SipIngest"]
+__all__ = ["SIP_KIND", "SipIngest", "apply_sender_rules", "sender_resolutions"]
