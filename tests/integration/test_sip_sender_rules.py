@@ -247,7 +247,7 @@ def retained(env: Env, object_id: str) -> list[datetime]:
 
 
 def test_a_new_referential_version_resolves_the_senders_rules_again(
-    env: Env, monkeypatch: pytest.MonkeyPatch
+    env: Env, monkeypatch: pytest.MonkeyPatch, stack: str
 ) -> None:
     today = env.clock.now().date()
     docs = archived(env, sender_zip(today, "SENDER-RULES-2"))
@@ -258,6 +258,7 @@ def test_a_new_referential_version_resolves_the_senders_rules_again(
     text = json.loads(shipped.read_text(encoding="utf-8"))
     text["version"] = "2026-12-sa30"
     text["access_rules"]["MP-ACC-SA-25A"]["years"] = 30
+    text["appraisal_rules"]["MP-DCE-5A"]["terms"][0]["years"] = 7
     r = env.http.put(
         "/v1/referentials/retention",
         content=json.dumps(text),
@@ -275,8 +276,10 @@ def test_a_new_referential_version_resolves_the_senders_rules_again(
     assert stored["access"]["referential"] == "2026-12-sa30"
     refused = read(env, offer, "archivist")
     assert refused.status_code == 403 and refused.json()["end_date"] == "2050-01-01"
-    # The unknown rule stays unknown; the appraisal ends are unchanged.
+    # The unknown rule stays unknown; the DUA follows the new duration, and so do the locks.
     assert rules_of(env, docs["Rapport Gamma"]["unit"]["id"])["access"]["unresolved"] is True
-    assert rules_of(env, docs["Dossier Epsilon"]["unit"]["id"])["appraisal_end"] == add_years(
-        today, 5
-    )
+    recent = docs["Dossier Epsilon"]
+    assert rules_of(env, recent["unit"]["id"])["appraisal_end"] == add_years(today, 7)
+    if stack == "production":
+        wanted = datetime.combine(add_years(today, 7), datetime.min.time(), tzinfo=UTC)
+        assert all(until >= wanted for until in retained(env, recent["object"]["id"]))
