@@ -167,7 +167,9 @@ def get_referential_version(
     version: int, caller: CallerDep, services: ServicesDep
 ) -> dict[str, Any]:
     found = services.referentials.version(caller, version)
-    latest = services.referentials.current(caller).record.version
+    # The caller was checked (and the read logged) by version(): the version in force is
+    # looked up without a second entry.
+    latest = services.referentials.in_force(caller.tenant_id).record.version
     return full_json(found, in_force=latest)
 
 

@@ -305,9 +305,12 @@ class LifecycleService:
 
     # -- who may do what ------------------------------------------------------------------
 
-    def _unit_for(self, caller: Caller, unit_id: str, *, write: bool) -> UnitRecord:
+    def _unit_for(
+        self, caller: Caller, unit_id: str, *, write: bool, read_event: str = "retention.read"
+    ) -> UnitRecord:
         """The unit, if the caller may see it (platforms: their organizations' units); for
-        ``write``, if the caller's role may record events (not an auditor)."""
+        ``write``, if the caller's role may record events (not an auditor). A refusal is
+        logged ``REFUSED`` as ``dossier.event_recorded``, or as ``read_event`` for a read."""
         with self._uow() as uow:
             unit = uow.archive.get_unit(caller.tenant_id, unit_id)
             allowed = True
@@ -318,7 +321,7 @@ class LifecycleService:
                 allowed = org is not None and org.id in caller.organization_ids
         if unit is None:
             raise NotFound(f"no archive unit {unit_id}")
-        event = "dossier.event_recorded" if write else "retention.read"
+        event = "dossier.event_recorded" if write else read_event
         if not allowed:
             self._log.append(
                 caller,
@@ -465,11 +468,20 @@ class LifecycleService:
 
     def events(self, caller: Caller, unit_id: str) -> tuple[Dossier, list[dict[str, Any]]]:
         """The dossier and its event history (each event: where it came from, whether it
-        corrected an earlier date, whether its date is the one in force)."""
-        unit = self._unit_for(caller, unit_id, write=False)
+        corrected an earlier date, whether its date is the one in force); logged
+        ``dossier_events.read``."""
+        unit = self._unit_for(caller, unit_id, write=False, read_event="dossier_events.read")
         with self._uow() as uow:
             dossier = load_dossier(uow, caller.tenant_id, unit.root_id)
-        return dossier, history_json(dossier)
+        history = history_json(dossier)
+        self._log.append(
+            caller,
+            "dossier_events.read",
+            subject_type="archive_unit",
+            subject_id=unit_id,
+            details={"root_id": unit.root_id, "events": len(history)},
+        )
+        return dossier, history
 
     # -- recomputation --------------------------------------------------------------------
 
@@ -793,13 +805,26 @@ class LifecycleService:
     # -- views ----------------------------------------------------------------------------------
 
     def retention(self, caller: Caller, unit_id: str) -> dict[str, Any]:
-        """Every unit of the dossier with its rules and ends, and the dossier's due summary."""
+        """Every unit of the dossier with its rules and ends, and the dossier's due summary
+        (logged ``retention.read``)."""
         unit = self._unit_for(caller, unit_id, write=False)
         version = self._referentials.in_force(caller.tenant_id)
         with self._uow() as uow:
             dossier = load_dossier(uow, caller.tenant_id, unit.root_id)
             units = uow.archive.units_of_root(caller.tenant_id, unit.root_id)
-        return retention_json(dossier, units, version, today=self._clock.now().date())
+        view = retention_json(dossier, units, version, today=self._clock.now().date())
+        self._log.append(
+            caller,
+            "retention.read",
+            subject_type="archive_unit",
+            subject_id=unit_id,
+            details={
+                "root_id": unit.root_id,
+                "units": len(units),
+                "referential_version": version.record.version,
+            },
+        )
+        return view
 
     def impact(self, caller: Caller, text: str) -> dict[str, Any]:
         """What replacing the référentiel by ``text`` would change for the tenant's active

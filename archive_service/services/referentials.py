@@ -28,7 +28,7 @@ from archive_service.ports import (
     Role,
     UnitOfWork,
 )
-from archive_service.services.access_log import caller_details
+from archive_service.services.access_log import REFUSED, AccessLog, caller_details
 
 READ_ROLES = frozenset({Role.ARCHIVIST, Role.AUDITOR, Role.ADMIN})
 DEFAULT_COMMENT = "référentiel par défaut livré avec archive-service (procurement.md §2.4)"
@@ -69,6 +69,7 @@ class ReferentialService:
     def __init__(self, *, uow: Callable[[], UnitOfWork], clock: Clock, default_text: str) -> None:
         self._uow = uow
         self._clock = clock
+        self._log = AccessLog(uow=uow, clock=clock)
         # The shipped default must be valid: a broken installation fails at start, not later.
         parse_referential(default_text)
         self._default = default_text
@@ -143,31 +144,69 @@ class ReferentialService:
         assert found is not None
         return found
 
-    # -- reads (archivist, auditor, admin) ---------------------------------------------------
+    # -- reads (archivist, auditor, admin), each logged --------------------------------------
 
-    @staticmethod
-    def _may_read(caller: Caller) -> None:
+    def _may_read(self, caller: Caller, event: str) -> None:
+        """A platform may not read the référentiel: logged ``REFUSED`` (it exists in every
+        tenant), then 403."""
         if caller.role not in READ_ROLES:
+            self._log.append(
+                caller,
+                event,
+                subject_type="referential",
+                subject_id="retention",
+                details={"reason": f"role {caller.role.value} may not read the référentiel"},
+                outcome=REFUSED,
+            )
             raise Forbidden(f"role {caller.role.value!r} may not read the retention référentiel")
 
+    def _logged(self, caller: Caller, found: ReferentialVersion, in_force: int) -> None:
+        self._log.append(
+            caller,
+            "referential.read",
+            subject_type="referential",
+            subject_id=f"retention:{found.record.version}",
+            details={
+                "version": found.record.version,
+                "sha256": found.record.sha256,
+                "in_force": found.record.version == in_force,
+            },
+        )
+
     def current(self, caller: Caller) -> ReferentialVersion:
-        self._may_read(caller)
-        return self.in_force(caller.tenant_id)
+        """The version in force (logged ``referential.read``)."""
+        self._may_read(caller, "referential.read")
+        found = self.in_force(caller.tenant_id)
+        self._logged(caller, found, found.record.version)
+        return found
 
     def version(self, caller: Caller, version: int) -> ReferentialVersion:
-        self._may_read(caller)
-        self.in_force(caller.tenant_id)
+        """Version ``version`` (logged ``referential.read``; an unknown one is 404, not
+        logged: there is nothing to name)."""
+        self._may_read(caller, "referential.read")
+        in_force = self.in_force(caller.tenant_id).record.version
         with self._uow() as uow:
             record = uow.lifecycle.referential_version(caller.tenant_id, version)
         if record is None:
             raise NotFound(f"no version {version} of the retention référentiel")
-        return ReferentialVersion(record, self._parse(record))
+        found = ReferentialVersion(record, self._parse(record))
+        self._logged(caller, found, in_force)
+        return found
 
     def versions(self, caller: Caller) -> list[ReferentialVersionRecord]:
-        self._may_read(caller)
+        """Every version, oldest first (logged ``referential.versions_read``)."""
+        self._may_read(caller, "referential.versions_read")
         self.in_force(caller.tenant_id)
         with self._uow() as uow:
-            return uow.lifecycle.referential_versions(caller.tenant_id)
+            found = uow.lifecycle.referential_versions(caller.tenant_id)
+        self._log.append(
+            caller,
+            "referential.versions_read",
+            subject_type="referential",
+            subject_id="retention",
+            details={"versions": len(found), "in_force": found[-1].version if found else None},
+        )
+        return found
 
     # -- replace (admin) ---------------------------------------------------------------------
 
