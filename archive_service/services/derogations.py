@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from typing import NoReturn
 
 from archive_service.core.ids import new_id
 from archive_service.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -33,7 +34,7 @@ from archive_service.ports import (
     Role,
     UnitOfWork,
 )
-from archive_service.services.access_log import caller_details
+from archive_service.services.access_log import REFUSED, AccessLog, caller_details
 from archive_service.services.communicability import lineage_ids
 
 _logger = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ class DerogationService:
     def __init__(self, *, uow: Callable[[], UnitOfWork], clock: Clock) -> None:
         self._uow = uow
         self._clock = clock
+        self._log = AccessLog(uow=uow, clock=clock)
 
     def today(self) -> date:
         return self._clock.now().date()
@@ -108,16 +110,38 @@ class DerogationService:
                 "(archivist or admin)"
             )
 
-    # -- reading ---------------------------------------------------------------------------
+    # -- reading (archivists, admins, auditors), each logged -------------------------------
+
+    def _refuse(
+        self, caller: Caller, event: str, unit_id: str, details: dict[str, str]
+    ) -> NoReturn:
+        """403 for a role that may not read dérogations (platforms), logged ``REFUSED`` when
+        the subject exists (``unit_id`` given); the answer is the same either way."""
+        if unit_id:
+            self._log.append(
+                caller,
+                event,
+                subject_type="archive_unit",
+                subject_id=unit_id,
+                details={
+                    **details,
+                    "reason": f"role {caller.role.value} may not read dérogations",
+                },
+                outcome=REFUSED,
+            )
+        raise Forbidden(f"role {caller.role.value!r} may not read dérogations")
 
     def view(self, caller: Caller, unit_id: str) -> DerogationView:
-        if caller.role not in READ_ROLES:
-            raise Forbidden(f"role {caller.role.value!r} may not read dérogations")
+        """The dérogations on ``unit_id`` and the active ones above it (logged
+        ``derogations.read``)."""
         today = self.today()
         with self._uow() as uow:
             unit = uow.archive.get_unit(caller.tenant_id, unit_id)
-            if unit is None:
-                raise NotFound(f"no archive unit {unit_id}")
+        if caller.role not in READ_ROLES:
+            self._refuse(caller, "derogations.read", unit_id if unit else "", {})
+        if unit is None:
+            raise NotFound(f"no archive unit {unit_id}")
+        with self._uow() as uow:
             family = uow.archive.units_of_root(caller.tenant_id, unit.root_id)
             on_unit = uow.derogations.of_unit(caller.tenant_id, unit_id)
             inherited = [
@@ -126,15 +150,35 @@ class DerogationService:
                 for d in uow.derogations.of_unit(caller.tenant_id, ancestor)
                 if d.active_on(today)
             ]
+        self._log.append(
+            caller,
+            "derogations.read",
+            subject_type="archive_unit",
+            subject_id=unit_id,
+            details={
+                "root_id": unit.root_id,
+                "derogations": [d.id for d in on_unit],
+                "inherited": [d.id for d in inherited],
+            },
+        )
         return DerogationView(unit_id, today, tuple(on_unit), tuple(inherited))
 
     def get(self, caller: Caller, derogation_id: str) -> DerogationRecord:
-        if caller.role not in READ_ROLES:
-            raise Forbidden(f"role {caller.role.value!r} may not read dérogations")
+        """One dérogation (logged ``derogation.read`` against the unit it covers)."""
         with self._uow() as uow:
             found = uow.derogations.get(caller.tenant_id, derogation_id)
+        if caller.role not in READ_ROLES:
+            unit_id = found.unit_id if found else ""
+            self._refuse(caller, "derogation.read", unit_id, {"derogation_id": derogation_id})
         if found is None:
             raise NotFound(f"no dérogation {derogation_id}")
+        self._log.append(
+            caller,
+            "derogation.read",
+            subject_type="archive_unit",
+            subject_id=found.unit_id,
+            details={"derogation_id": found.id, "client_id": found.client_id},
+        )
         return found
 
     # -- granting and revoking -------------------------------------------------------------

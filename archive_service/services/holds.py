@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 from archive_service.core.ids import new_id
 from archive_service.errors import ArchiveError, Conflict, Forbidden, InvalidInput, NotFound
@@ -35,6 +36,7 @@ from archive_service.ports import (
     UnitOfWork,
     UnitRecord,
 )
+from archive_service.services.access_log import REFUSED, AccessLog
 
 _logger = logging.getLogger(__name__)
 
@@ -163,6 +165,7 @@ class HoldService:
         self._uow = uow
         self._lockers = {o.name: o for o in offers if isinstance(o, LockingBlobStore)}
         self._clock = clock
+        self._log = AccessLog(uow=uow, clock=clock)
 
     @staticmethod
     def _may_write(caller: Caller) -> None:
@@ -171,29 +174,69 @@ class HoldService:
                 f"role {caller.role.value!r} may not place or lift legal holds (archivist or admin)"
             )
 
-    # -- reading ---------------------------------------------------------------------------
+    # -- reading (archivists, admins, auditors), each logged -------------------------------
+
+    def _refuse(
+        self, caller: Caller, event: str, unit_id: str, details: dict[str, str]
+    ) -> NoReturn:
+        """403 for a role that may not read holds, logged ``REFUSED`` when the subject exists
+        (``unit_id`` given); the answer is the same either way, nothing is disclosed."""
+        if unit_id:
+            self._log.append(
+                caller,
+                event,
+                subject_type="archive_unit",
+                subject_id=unit_id,
+                details={**details, "reason": f"role {caller.role.value} may not read holds"},
+                outcome=REFUSED,
+            )
+        raise Forbidden(f"role {caller.role.value!r} may not read legal holds")
 
     def view(self, caller: Caller, unit_id: str) -> HoldView:
-        if caller.role not in READ_ROLES:
-            raise Forbidden(f"role {caller.role.value!r} may not read legal holds")
+        """The holds on ``unit_id`` and those covering it from above (logged
+        ``holds.read``)."""
         with self._uow() as uow:
             unit = uow.archive.get_unit(caller.tenant_id, unit_id)
-            if unit is None:
-                raise NotFound(f"no archive unit {unit_id}")
+        if caller.role not in READ_ROLES:
+            self._refuse(caller, "holds.read", unit_id if unit else "", {})
+        if unit is None:
+            raise NotFound(f"no archive unit {unit_id}")
+        with self._uow() as uow:
             family = uow.archive.units_of_root(caller.tenant_id, unit.root_id)
             active = uow.disposal.active_holds(caller.tenant_id, root_id=unit.root_id)
             on_unit = uow.disposal.holds_of_unit(caller.tenant_id, unit_id)
         above = set(ancestor_ids(unit, family))
         inherited = tuple(h for h in active if h.unit_id in above)
-        return HoldView(unit_id, tuple(on_unit), inherited)
+        view = HoldView(unit_id, tuple(on_unit), inherited)
+        self._log.append(
+            caller,
+            "holds.read",
+            subject_type="archive_unit",
+            subject_id=unit_id,
+            details={
+                "root_id": unit.root_id,
+                "held": view.held,
+                "holds": [h.id for h in view.on_unit],
+                "inherited": [h.id for h in view.inherited],
+            },
+        )
+        return view
 
     def get(self, caller: Caller, hold_id: str) -> HoldRecord:
-        if caller.role not in READ_ROLES:
-            raise Forbidden(f"role {caller.role.value!r} may not read legal holds")
+        """One hold (logged ``hold.read`` against the unit it was placed on)."""
         with self._uow() as uow:
             hold = uow.disposal.get_hold(caller.tenant_id, hold_id)
+        if caller.role not in READ_ROLES:
+            self._refuse(caller, "hold.read", hold.unit_id if hold else "", {"hold_id": hold_id})
         if hold is None:
             raise NotFound(f"no legal hold {hold_id}")
+        self._log.append(
+            caller,
+            "hold.read",
+            subject_type="archive_unit",
+            subject_id=hold.unit_id,
+            details={"hold_id": hold.id, "active": hold.active},
+        )
         return hold
 
     # -- placing and lifting ---------------------------------------------------------------
