@@ -244,7 +244,7 @@ def _item(
         "end_date": None,
         "unresolved": known is None,
         "pending": known is None or start is None,
-        "label": known.label if known else "",
+        "label": known.label if known else f"unknown sender rule {entry.rule_id}",
         "basis": known.basis if known else None,
         "declared_on": entry.declared_on,
     }

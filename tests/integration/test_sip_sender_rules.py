@@ -201,6 +201,7 @@ def test_the_senders_rules_govern_access_and_disposal(env: Env, stack: str) -> N
     assert refused.json()["reason"] == "unknown-sender-rule"
     assert "unknown sender rule AR9999" in refused.json()["detail"]
     assert refused.json()["end_date"] is None
+    assert refused.json()["rule_label"] == "unknown sender rule AR9999"
     stored = rules_of(env, unknown["unit"]["id"])
     assert stored["access"]["unresolved"] is True and stored["access"]["duration_years"] is None
     assert read(env, unknown, "platform").status_code == 200

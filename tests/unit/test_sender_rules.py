@@ -142,7 +142,7 @@ def test_an_unknown_access_rule_fails_closed(ref: Referential) -> None:
     assert access is not None
     assert access["unresolved"] is True and access["rule_id"] == "AR038"
     assert access["duration_years"] is None and access["start_date"] == "2020-01-01"
-    assert access["source"] == "sender"
+    assert access["source"] == "sender" and access["label"] == "unknown sender rule AR038"
     assert got["a"].access_end is None
     decision = access_decision(access, today=date(2199, 1, 1))
     assert not decision.communicable and decision.reason == UNKNOWN_SENDER_RULE
