@@ -218,6 +218,14 @@ def test_the_senders_rules_govern_access_and_disposal(env: Env, stack: str) -> N
     due = due_ids(env)
     assert old["unit"]["id"] in due
     assert recent["unit"]["id"] not in due and offer["unit"]["id"] not in due
+    view = env.http.get(
+        f"/v1/archive-units/{old['unit']['id']}/retention", headers=env.auth("archivist")
+    )
+    assert view.status_code == 200, view.text
+    shown = {u["id"]: u for u in view.json()["units"]}
+    assert shown[old["unit"]["id"]]["due"] is True
+    assert shown[old["unit"]["id"]]["final_action"] == "Destroy"
+    assert shown[recent["unit"]["id"]]["appraisal_end"] == recent_end.isoformat()
 
     if stack == "production":
         # The copies of the recent unit's object are locked at least until its DUA's end
