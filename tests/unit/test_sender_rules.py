@@ -6,6 +6,7 @@ MP-DCE-5A 5 years Destroy, MP-CONST-TRV-10A two 10-year terms, Keep with review)
 
 from __future__ import annotations
 
+import io
 from datetime import date
 from importlib import resources
 from typing import Any
@@ -14,6 +15,8 @@ import pytest
 
 from archive_service.core.communicability import UNKNOWN_SENDER_RULE, access_decision
 from archive_service.core.retention import Referential
+from archive_service.core.seda import SedaValidator, profile_dir
+from archive_service.core.seda.sip import read_sip
 from archive_service.core.sender_rules import (
     ACCESS,
     APPRAISAL,
@@ -22,6 +25,8 @@ from archive_service.core.sender_rules import (
     known_rule,
     resolve_sender_rules,
 )
+from tests.seda_helpers import seda_xsd_dir
+from tests.unit.test_sip_zipsafe import PDF, SMALL, Sink, build_zip, manifest_for
 
 
 @pytest.fixture(scope="module")
@@ -218,3 +223,39 @@ def test_a_missing_final_action_is_the_referentials_else_keep(ref: Referential) 
     assert got["a"].appraisal is not None and got["a"].appraisal["final_action"] == "Destroy"
     assert got["b"].appraisal is not None and got["b"].appraisal["final_action"] == "Keep"
     assert got["b"].appraisal_end == date(2020, 1, 1)
+
+
+def test_the_manifest_reader_records_prevent_inheritance_and_ref_non_rule_id() -> None:
+    """What a unit's Management limits of its inheritance is read from a real manifest
+    (validated against the official SEDA 2.3 XSD) into ``SipUnit.inheritance``."""
+
+    management = (
+        "<Management>"
+        "<AppraisalRule><Rule>MP-DCE-5A</Rule><StartDate>2020-01-01</StartDate>"
+        "<RefNonRuleId>APP-00002</RefNonRuleId><FinalAction>Destroy</FinalAction>"
+        "</AppraisalRule>"
+        "<AccessRule><PreventInheritance>true</PreventInheritance></AccessRule>"
+        "</Management>"
+    )
+    xml = manifest_for(PDF).replace(
+        b'<ArchiveUnit id="au1">', f'<ArchiveUnit id="au1">{management}'.encode()
+    )
+    check = read_sip(
+        io.BytesIO(build_zip([("manifest.xml", xml), ("content/a.pdf", PDF)])),
+        validator=SedaValidator(seda_xsd_dir(), profile_dir()),
+        limits=SMALL,
+        sink=Sink(),
+    )
+    assert check.accepted, check.issues
+    assert check.transfer is not None
+    unit = check.transfer.unit("au1")
+    assert [
+        (i.category, i.prevent_inheritance, i.ref_non_rule_ids, i.final_action)
+        for i in unit.inheritance
+    ] == [
+        ("AppraisalRule", False, ("APP-00002",), "Destroy"),
+        ("AccessRule", True, (), None),
+    ]
+    assert [(r.category, r.rule_id, r.start_date) for r in unit.rules] == [
+        ("AppraisalRule", "MP-DCE-5A", "2020-01-01")
+    ]
