@@ -18,8 +18,8 @@ Two steps, like :class:`~archive_service.services.ingest.IngestService`:
   every offer, locked, committed, logged and indexed by the ingest service's own steps.
 
 The sender's management rules are applied, fail-closed (``core/sender_rules.py``): every
-foreign unit gets its effective ``AppraisalRule``/``AccessRule`` (own, else inherited down
-the sender's tree; ``PreventInheritance``/``RefNonRuleId`` honoured), durations from the
+foreign unit gets its effective ``AppraisalRule``/``AccessRule`` (its own plus those inherited
+down the sender's tree; ``PreventInheritance``/``RefNonRuleId`` honoured), durations from the
 tenant's référentiel or a few cited Vitam ids, an id known nowhere recorded *unresolved*
 (not communicable, never due). Each object's copies are locked until its unit's resolved DUA
 end; ``retention recompute`` resolves them again (services/lifecycle.py).
