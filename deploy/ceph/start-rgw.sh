@@ -213,6 +213,10 @@ if ! radosgw-admin "${C[@]}" user info --uid="$S3_USER" >/dev/null 2>&1; then
     --access-key="$ACCESS_KEY" --secret-key="$SECRET_KEY" >>"$OUT" 2>&1 \
     || fail "cannot create the S3 user"
 fi
+# Every integration test of the production stack makes two buckets of its own (locked objects
+# keep them forever): the default limit of 1,000 buckets per user is reached within one run.
+radosgw-admin "${C[@]}" user modify --uid="$S3_USER" --max-buckets=1000000 >>"$OUT" 2>&1 \
+  || fail "cannot raise the S3 user's bucket limit"
 EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 # S3 answers signed requests once the user is visible to every gateway (it caches users).
 for port in "${PORTS[@]}"; do
