@@ -101,6 +101,14 @@ class SqlDisposalRepository:
 
     # -- requests ------------------------------------------------------------------------
 
+    def lock_proposals(self, tenant_id: str) -> None:
+        """Hold the tenant's row until the transaction ends, so that two proposals of one
+        tenant take their units one after the other. A no-op UPDATE (as
+        ``SqlArchiveRepository.lock_dossier`` does for a dossier): on PostgreSQL it locks the
+        row; on SQLite it takes the database's write lock before the reads that follow, which
+        then see the other proposal's commit."""
+        self._s.execute(update(t.Tenant).where(t.Tenant.id == tenant_id).values(name=t.Tenant.name))
+
     def add_request(self, request: DisposalRequestRecord) -> None:
         self._s.add(
             t.DisposalRequest(

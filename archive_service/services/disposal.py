@@ -12,6 +12,9 @@ A request (``disposal_requests``) goes through these steps, each one logged:
    has no objects of its own. The SEDA ``AuthorizationControlAuthorityRequest`` (validated
    against the official XSD), the PDF and CSV bordereaux are stored write-once in every
    offer under ``tenants/{t}/disposal/{request}/`` and recorded with their digests.
+   Proposals of one tenant serialize on the tenant's row at their commit: a unit another
+   request took meanwhile refuses the later one (409), so no unit is ever in two open
+   requests.
 2. **Visa**: an archivist enters the authority's decision and reference, or posts its
    ``AuthorizationControlAuthorityRequestReply`` (validated; its ``MessageRequestIdentifier``
    must be the request's). The person who proposed (same client, or same name) cannot record
@@ -31,6 +34,13 @@ A request (``disposal_requests``) goes through these steps, each one logged:
    SHA-256, stored write-once in every offer. Issued again (same bytes for the message) by a
    re-run if it was interrupted.
 
+Every document a step stores (the proposal's, a visa or transfer reply, the certificate's)
+is written unlocked, recorded by the step's commit, and only then locked with Object Lock:
+a step that fails before its commit (the commit included) deletes what it wrote, so no
+orphan object is left, locked or not. A lock that fails after the commit is logged and made
+again by the request's next step (locking only ever extends). The transfer zip is handed out
+only once its export is recorded.
+
 A package whose every unit is gone after an execution has its manifest and token purged too:
 they describe only destroyed units (titles, digests) and keeping them would keep what the
 visa allowed to destroy; the tombstones and the signed certificate are the proof that stays.
@@ -42,7 +52,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -125,6 +136,10 @@ DOCUMENT_TYPES = {
     "certificate.pdf.tsr": "application/timestamp-reply",
     "signing-key.pem": "application/x-pem-file",
 }
+
+
+#: (offer, key) of the documents a step wrote and has not committed yet.
+_Written = list[tuple[BlobStore, str]]
 
 
 def document_key(tenant_id: str, request_id: str, name: str) -> str:
@@ -467,14 +482,11 @@ class DisposalService:
         )
         xml = build_authorization_request(inp, version=self._version)
         validated = self._validate(xml)
-        documents: dict[str, Any] = {}
-        for name, data in (
+        pieces = (
             ("request.xml", xml),
             ("bordereau.pdf", bordereau_pdf(inp)),
             ("bordereau.csv", bordereau_csv(inp)),
-        ):
-            documents[name] = self._store_document(caller.tenant_id, request_id, name, data)
-        documents["request.xml"]["validated"] = validated
+        )
         summaries = [
             candidate_json(c)
             | {
@@ -483,25 +495,55 @@ class DisposalService:
             }
             for c in candidates
         ]
-        record = DisposalRequestRecord(
-            id=request_id,
-            tenant_id=caller.tenant_id,
-            kind=kind,
-            status=RequestStatus.PROPOSED,
-            message_identifier=request_id,
-            unit_ids=tuple(c.unit.id for c in candidates),
-            proposed_by=caller.name,
-            proposed_at=now,
-            documents=documents,
-            details={
-                "proposer": {"client_id": caller.client_id, "name": caller.name},
-                "comment": comment,
-                "control_authority": authority,
-                "units": summaries,
-                "selected": list(unit_ids) if unit_ids is not None else None,
-            },
+        with self._until_committed() as written:
+            documents: dict[str, Any] = {
+                name: self._write_document(caller.tenant_id, request_id, name, data, written)
+                for name, data in pieces
+            }
+            documents["request.xml"]["validated"] = validated
+            record = DisposalRequestRecord(
+                id=request_id,
+                tenant_id=caller.tenant_id,
+                kind=kind,
+                status=RequestStatus.PROPOSED,
+                message_identifier=request_id,
+                unit_ids=tuple(c.unit.id for c in candidates),
+                proposed_by=caller.name,
+                proposed_at=now,
+                documents=documents,
+                details={
+                    "proposer": {"client_id": caller.client_id, "name": caller.name},
+                    "comment": comment,
+                    "control_authority": authority,
+                    "units": summaries,
+                    "selected": list(unit_ids) if unit_ids is not None else None,
+                },
+            )
+            self._record_proposal(caller, record)
+            written.clear()
+        self._lock_documents(record.documents)
+        _logger.info(
+            "disposal.proposed",
+            extra={"request_id": request_id, "kind": kind, "units": len(record.unit_ids)},
         )
+        return record
+
+    def _record_proposal(self, caller: Caller, record: DisposalRequestRecord) -> None:
+        """The commit point of a proposal. Proposals of one tenant serialize here: under
+        the tenant's lock, a unit another request took since the candidates were read
+        refuses this one (409, nothing recorded; proposing again takes what is left)."""
         with self._uow() as uow:
+            uow.disposal.lock_proposals(caller.tenant_id)
+            in_open = uow.disposal.units_in_open_requests(caller.tenant_id)
+            taken = {u: in_open[u] for u in record.unit_ids if u in in_open}
+            if taken:
+                raise Conflict(
+                    f"{len(taken)} of the units were proposed meanwhile by another request; "
+                    "nothing was recorded (propose again for what is left)",
+                    extra={
+                        "taken": [{"unit_id": u, "request_id": r} for u, r in sorted(taken.items())]
+                    },
+                )
             uow.disposal.add_request(record)
             uow.logbook.append(
                 self._event(
@@ -509,18 +551,13 @@ class DisposalService:
                     "disposal.proposed",
                     record,
                     {
-                        "kind": kind,
+                        "kind": record.kind,
                         "units": list(record.unit_ids),
-                        "documents": {n: d["sha256"] for n, d in documents.items()},
+                        "documents": {n: d["sha256"] for n, d in record.documents.items()},
                     },
                 )
             )
             uow.commit()
-        _logger.info(
-            "disposal.proposed",
-            extra={"request_id": request_id, "kind": kind, "units": len(record.unit_ids)},
-        )
-        return record
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -655,12 +692,12 @@ class DisposalService:
             "recorded_at": now.isoformat(),
         }
         documents = dict(request.documents)
-        if reply is not None:
-            documents["visa-reply.xml"] = self._store_document(
-                request.tenant_id, request.id, "visa-reply.xml", reply
-            )
         status = RequestStatus.APPROVED if visa["decision"] == "approved" else RequestStatus.REFUSED
-        with self._uow() as uow:
+        with self._until_committed() as written, self._uow() as uow:
+            if reply is not None:
+                documents["visa-reply.xml"] = self._write_document(
+                    request.tenant_id, request.id, "visa-reply.xml", reply, written
+                )
             if not uow.disposal.update_request(
                 request.id,
                 expected_status=RequestStatus.PROPOSED,
@@ -668,6 +705,7 @@ class DisposalService:
                 visa=visa,
                 documents=documents,
             ):
+                self._spare_referenced(uow, written, request)
                 raise Conflict(f"request {request.id} got its visa meanwhile")
             uow.logbook.append(
                 self._event(
@@ -682,8 +720,10 @@ class DisposalService:
                 )
             )
             uow.commit()
+            written.clear()
             updated = uow.disposal.get_request(request.tenant_id, request.id)
         assert updated is not None
+        self._lock_documents(updated.documents)
         return updated
 
     # -- transfer to the definitive archives -----------------------------------------------
@@ -715,6 +755,18 @@ class DisposalService:
             message_identifier=message_id,
             version=self._version,
         )
+        try:
+            self._record_export(caller, request, path, message_id)
+        except BaseException:
+            # Not recorded, not logged: the zip is not handed out either.
+            path.unlink(missing_ok=True)
+            raise
+        return path
+
+    def _record_export(
+        self, caller: Caller, request: DisposalRequestRecord, path: Path, message_id: str
+    ) -> None:
+        """Record (and log) the zip at ``path`` as the request's exported transfer."""
         sha = hashlib.sha256()
         with path.open("rb") as fh:
             for chunk in iter(lambda: fh.read(1024 * 1024), b""):
@@ -731,10 +783,14 @@ class DisposalService:
             "transfer": {**(request.details.get("transfer") or {}), **info},
         }
         with self._uow() as uow:
-            uow.disposal.update_request(request.id, expected_status=request.status, details=details)
+            if not uow.disposal.update_request(
+                request.id, expected_status=request.status, details=details
+            ):
+                raise Conflict(
+                    f"request {request.id} changed meanwhile; the transfer was not exported"
+                )
             uow.logbook.append(self._event(caller, "disposal.transfer_exported", request, info))
             uow.commit()
-        return path
 
     def record_transfer_reply(
         self, caller: Caller, request_id: str, xml: bytes
@@ -762,12 +818,6 @@ class DisposalService:
             if code == "OK"
             else RequestStatus.REJECTED_BY_ARCHIVES
         )
-        documents = {
-            **request.documents,
-            "transfer-reply.xml": self._store_document(
-                request.tenant_id, request.id, "transfer-reply.xml", xml
-            ),
-        }
         info = {
             "reply_code": code,
             "reply_identifier": reply.message_identifier,
@@ -777,7 +827,13 @@ class DisposalService:
             "recorded_by": caller.name,
         }
         details = {**request.details, "transfer": {**transfer, "reply": info}}
-        with self._uow() as uow:
+        with self._until_committed() as written, self._uow() as uow:
+            documents = {
+                **request.documents,
+                "transfer-reply.xml": self._write_document(
+                    request.tenant_id, request.id, "transfer-reply.xml", xml, written
+                ),
+            }
             if not uow.disposal.update_request(
                 request.id,
                 expected_status=RequestStatus.APPROVED,
@@ -785,13 +841,16 @@ class DisposalService:
                 documents=documents,
                 details=details,
             ):
+                self._spare_referenced(uow, written, request)
                 raise Conflict(f"request {request_id} changed meanwhile")
             uow.logbook.append(
                 self._event(caller, "disposal.transfer_reply_recorded", request, info)
             )
             uow.commit()
+            written.clear()
             updated = uow.disposal.get_request(request.tenant_id, request.id)
         assert updated is not None
+        self._lock_documents(updated.documents)
         return updated
 
     # -- execution -------------------------------------------------------------------------
@@ -1195,18 +1254,6 @@ class DisposalService:
         pdf = certificate_pdf(inp, signature_info=signature_info)
         pdf_sig = self._key.sign(pdf)
         pdf_token, _ = self._token(request, "certificate.pdf.tsr", pdf)
-        documents = dict(request.documents)
-        for name, data in (
-            ("certificate.xml", xml),
-            ("certificate.xml.sig", xml_sig),
-            ("certificate.xml.tsr", xml_token),
-            ("certificate.pdf", pdf),
-            ("certificate.pdf.sig", pdf_sig),
-            ("certificate.pdf.tsr", pdf_token),
-            ("signing-key.pem", public_pem),
-        ):
-            documents[name] = self._store_document(request.tenant_id, request.id, name, data)
-        documents["certificate.xml"]["validated"] = validated
         certificate = {
             "message_identifier": inp.message_identifier,
             "sha256": hashlib.sha256(xml).hexdigest(),
@@ -1214,13 +1261,28 @@ class DisposalService:
             "signature": signature_info,
             "issued_at": self._clock.now().isoformat(),
         }
-        with self._uow() as uow:
+        documents = dict(request.documents)
+        with self._until_committed() as written, self._uow() as uow:
+            for name, data in (
+                ("certificate.xml", xml),
+                ("certificate.xml.sig", xml_sig),
+                ("certificate.xml.tsr", xml_token),
+                ("certificate.pdf", pdf),
+                ("certificate.pdf.sig", pdf_sig),
+                ("certificate.pdf.tsr", pdf_token),
+                ("signing-key.pem", public_pem),
+            ):
+                documents[name] = self._write_document(
+                    request.tenant_id, request.id, name, data, written
+                )
+            documents["certificate.xml"]["validated"] = validated
             if not uow.disposal.update_request(
                 request.id,
                 expected_status=RequestStatus.EXECUTED,
                 documents=documents,
                 details={**request.details, "certificate": certificate},
             ):
+                self._spare_referenced(uow, written, request)
                 raise Conflict(f"request {request.id} changed meanwhile")
             uow.logbook.append(
                 self._event(
@@ -1236,8 +1298,10 @@ class DisposalService:
                 )
             )
             uow.commit()
+            written.clear()
             updated = uow.disposal.get_request(request.tenant_id, request.id)
         assert updated is not None
+        self._lock_documents(updated.documents)
         return updated
 
     def _token(self, request: DisposalRequestRecord, name: str, data: bytes) -> tuple[bytes, Any]:
@@ -1363,12 +1427,15 @@ class DisposalService:
     def _official_available(self, version: SedaVersion) -> bool:
         return self._validator.official_available(version)
 
-    def _store_document(
-        self, tenant_id: str, request_id: str, name: str, data: bytes
+    def _write_document(
+        self, tenant_id: str, request_id: str, name: str, data: bytes, written: _Written
     ) -> dict[str, Any]:
-        """Write one document to every offer (write-once; an identical copy left by an
-        interrupted run is kept), lock it on Object Lock offers for the proofs' retention,
-        and say where it is."""
+        """Write one document to every offer, unlocked (write-once; an identical copy left
+        by an interrupted run is kept), and say where it is. What this call wrote goes to
+        ``written``: removed if the step fails before its commit (nothing references it),
+        locked by :meth:`_lock_documents` once the commit recorded it. ``retain_until`` is
+        the retention asked for (the proofs' retention from the clock's now; an offer may
+        raise it to its minimum)."""
         key = document_key(tenant_id, request_id, name)
         digest = hashlib.sha256(data).hexdigest()
         retain_until = self._clock.now() + self._proof_retention
@@ -1378,6 +1445,7 @@ class DisposalService:
             if existing is None:
                 try:
                     blob = offer.put_bytes(key, data)
+                    written.append((offer, key))
                 except Conflict:
                     blob = offer.stat(key)  # type: ignore[assignment]
                     if blob is None:
@@ -1391,8 +1459,7 @@ class DisposalService:
                 )
             copy: dict[str, Any] = {"offer": offer.name, "version_id": blob.version_id}
             if isinstance(offer, LockingBlobStore) and blob.version_id is not None:
-                until = offer.lock(key, version_id=blob.version_id, retain_until=retain_until)
-                copy["retain_until"] = until.isoformat()
+                copy["retain_until"] = retain_until.isoformat()
             copies.append(copy)
         return {
             "name": name,
@@ -1402,6 +1469,62 @@ class DisposalService:
             "size": len(data),
             "copies": copies,
         }
+
+    @contextmanager
+    def _until_committed(self) -> Iterator[_Written]:
+        """The documents a step writes before its commit: if the step fails before the
+        commit (the commit itself failing included), they are deleted again — nothing
+        references them, and being unlocked they still can be. The step clears the list
+        once its commit succeeded."""
+        written: _Written = []
+        try:
+            yield written
+        except BaseException:
+            for offer, key in written:
+                try:
+                    offer.delete(key)
+                except ArchiveError as exc:
+                    _logger.warning(
+                        "disposal.document_not_removed",
+                        extra={"offer": offer.name, "key": key, "error": exc.message},
+                    )
+            raise
+
+    @staticmethod
+    def _spare_referenced(
+        uow: UnitOfWork, written: _Written, request: DisposalRequestRecord
+    ) -> None:
+        """Another run of the same step committed first: the documents its record names
+        (the same bytes, under the same keys, which this run may have written) are not
+        this run's to delete."""
+        current = uow.disposal.get_request(request.tenant_id, request.id)
+        keys = {d.get("key") for d in (current.documents if current else {}).values()}
+        written[:] = [(offer, key) for offer, key in written if key not in keys]
+
+    def _lock_documents(self, documents: dict[str, Any]) -> None:
+        """Lock every recorded copy of ``documents`` on the offers with Object Lock, after
+        the commit that recorded them (locking only ever extends: the documents of earlier
+        steps are locked again, which also finishes a lock an earlier step could not make).
+        A failure is logged, not raised: the step is committed, and the next step of the
+        request locks again."""
+        lockers = {o.name: o for o in self._offers if isinstance(o, LockingBlobStore)}
+        for doc in documents.values():
+            for copy in doc.get("copies", []):
+                offer = lockers.get(copy.get("offer", ""))
+                until = copy.get("retain_until")
+                if offer is None or not copy.get("version_id") or not until:
+                    continue
+                try:
+                    offer.lock(
+                        doc["key"],
+                        version_id=copy["version_id"],
+                        retain_until=datetime.fromisoformat(until),
+                    )
+                except ArchiveError as exc:
+                    _logger.warning(
+                        "disposal.document_not_locked",
+                        extra={"offer": offer.name, "key": doc["key"], "error": exc.message},
+                    )
 
     def _event(
         self,
