@@ -94,8 +94,9 @@ def show(
     from archive_service.core.retention import Referential
 
     def action(services: Services, caller: Caller) -> Any:
-        current = services.referentials.current(caller)
-        return services.referentials.version(caller, version) if version else current
+        if version:
+            return services.referentials.version(caller, version)
+        return services.referentials.current(caller)
 
     found = _run(tenant, action)
     record = found.record
