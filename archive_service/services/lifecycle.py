@@ -567,7 +567,10 @@ class LifecycleService:
                 changes.append(
                     UnitChange(unit.id, dossier.root_id, unit.title, unit.category, before, after)
                 )
-        if updated:
+        # Logged when a rule, an end date or a final action changed. A first recomputation
+        # after the ingest only completes the JSON the ingest wrote (référentiel version,
+        # suspension fields): the same rules, nothing to record.
+        if changes:
             uow.logbook.append(
                 LogEvent(
                     tenant_id=tenant_id,

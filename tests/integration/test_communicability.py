@@ -12,12 +12,11 @@ the signature): that state is written through the database, as the events servic
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 
 from archive_service.db import tables as t
 from tests.fixtures.dossier import make_small_dossier
@@ -31,25 +30,6 @@ FILES = 9
 SECRET = {"candidatures.retenue", "offres.retenue", "offres.non_retenue"}
 SIGNED = date(2025, 3, 1)  # make_small_dossier(seed=0)'s signature
 END = date(2050, 3, 1)
-
-
-def settled(env: Env, root_id: str, timeout: float = 60) -> None:
-    """Wait for the recomputation the ingest runs after each package (events service)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with env.services.engine.connect() as conn:
-            done = conn.scalar(
-                select(func.count())
-                .select_from(t.LogbookEntry)
-                .where(
-                    t.LogbookEntry.event_type == "retention.recomputed",
-                    t.LogbookEntry.subject_id == root_id,
-                )
-            )
-        if done:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"the rules of {root_id} were never recomputed after the ingest")
 
 
 def reads(env: Env, mark: int, event: str = "object.read") -> list[dict[str, Any]]:
@@ -77,7 +57,6 @@ def archive(env: Env, tmp_path: Path, name: str, **changes: Any) -> tuple[str, d
     done = env.wait(r.json()["id"])
     assert done["status"] == "accepted", done
     unit_id: str = done["archive_unit_id"]
-    settled(env, unit_id)
     return unit_id, metadata
 
 
