@@ -87,9 +87,9 @@ def list_entries(
     if unit is not None:
         if start is not None or end is not None:
             raise BadRequest("give unit, or from/to, not both")
-        found = services.logbook.lifecycle(caller, unit, after_id=after, limit=limit)
+        found = services.logbook.read_lifecycle(caller, unit, after_id=after, limit=limit)
     else:
-        found = services.logbook.entries(
+        found = services.logbook.read_entries(
             caller,
             start=_utc(start),
             end=_utc(end),
@@ -105,7 +105,7 @@ def unit_lifecycle(unit_id: str, caller: CallerDep, services: ServicesDep) -> An
     transfer that brought it."""
     return {
         "unit_id": unit_id,
-        "entries": [entry_json(e) for e in services.logbook.lifecycle(caller, unit_id)],
+        "entries": [entry_json(e) for e in services.logbook.read_lifecycle(caller, unit_id)],
     }
 
 
@@ -140,7 +140,7 @@ def inclusion_proof(
 ) -> Any:
     """RFC 9162 §2.1.3 inclusion proof of ``entry`` in the tree of ``tree_size`` leaves
     (default: the latest checkpoint's)."""
-    proof = services.logbook.inclusion(caller, entry, tree_size)
+    proof = services.logbook.read_inclusion(caller, entry, tree_size)
     return {
         "entry_id": proof.entry.id,
         "leaf_index": proof.entry.leaf_index,

@@ -79,6 +79,7 @@ from archive_service.ports import (
     TimestampAuthority,
     UnitOfWork,
 )
+from archive_service.services.access_log import REFUSED, AccessLog
 
 _logger = logging.getLogger(__name__)
 
@@ -409,6 +410,89 @@ class LogbookService:
     def _may_read(caller: Caller) -> None:
         if caller.role not in READ_ROLES:
             raise Forbidden(f"role {caller.role.value!r} may not read the logbook")
+
+    # -- reads on behalf of a caller (the API): each leaves one entry ----------------------
+    #
+    # Consulting the journal is itself a consultation to trace (who read which part of it).
+    # The evidence service calls the plain methods below: its own read is its evidence.read.
+
+    def _traced(
+        self,
+        caller: Caller,
+        event: str,
+        subject: tuple[str, str],
+        read: Callable[[], Any],
+        details: Callable[[Any], dict[str, Any]],
+    ) -> Any:
+        log = AccessLog(uow=self._uow, clock=self._clock)
+        try:
+            found = read()
+        except Forbidden as exc:
+            log.append(
+                caller,
+                event,
+                subject_type=subject[0],
+                subject_id=subject[1],
+                details={"reason": exc.message},
+                outcome=REFUSED,
+            )
+            raise
+        log.append(
+            caller, event, subject_type=subject[0], subject_id=subject[1], details=details(found)
+        )
+        return found
+
+    def read_entries(
+        self,
+        caller: Caller,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+    ) -> list[LogEntryRecord]:
+        """:meth:`entries`, logged ``logbook.entries_read`` (REFUSED for a role that may not)."""
+        found: list[LogEntryRecord] = self._traced(
+            caller,
+            "logbook.entries_read",
+            ("tenant", caller.tenant_id),
+            lambda: self.entries(caller, start=start, end=end, after_id=after_id, limit=limit),
+            lambda got: {
+                "from": start.isoformat() if start else None,
+                "to": end.isoformat() if end else None,
+                "after_id": after_id,
+                "entries": len(got),
+            },
+        )
+        return found
+
+    def read_lifecycle(
+        self, caller: Caller, unit_id: str, *, after_id: int = 0, limit: int | None = None
+    ) -> list[LogEntryRecord]:
+        """:meth:`lifecycle`, logged ``logbook.lifecycle_read``. The entry's subject is the
+        tenant's journal, the unit is in its details: an entry about the unit would join the
+        very lifecycle being read, and a reader paging through it would feed it."""
+        found: list[LogEntryRecord] = self._traced(
+            caller,
+            "logbook.lifecycle_read",
+            ("tenant", caller.tenant_id),
+            lambda: self.lifecycle(caller, unit_id, after_id=after_id, limit=limit),
+            lambda got: {"unit_id": unit_id, "after_id": after_id, "entries": len(got)},
+        )
+        return found
+
+    def read_inclusion(
+        self, caller: Caller, entry_id: int, tree_size: int | None = None
+    ) -> InclusionProof:
+        """:meth:`inclusion`, logged ``logbook.proof_read``."""
+        proof: InclusionProof = self._traced(
+            caller,
+            "logbook.proof_read",
+            ("tenant", caller.tenant_id),
+            lambda: self.inclusion(caller, entry_id, tree_size),
+            lambda got: {"entry_id": entry_id, "tree_size": got.tree_size},
+        )
+        return proof
 
     def entries(
         self,

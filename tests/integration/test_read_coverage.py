@@ -63,9 +63,6 @@ NOT_READS: dict[str, str] = {
 }
 
 DISPOSAL_UNLOGGED = pytest.mark.xfail(strict=True, reason="disposal reads not logged yet")
-LOGBOOK_UNLOGGED = pytest.mark.xfail(
-    strict=True, reason="logbook reads not logged yet (services/logbook.py)"
-)
 
 
 @dataclass
@@ -303,32 +300,23 @@ CASES: dict[str, Case] = {
     "/v1/logbook/entries": Case(
         "/v1/logbook/entries?limit=5",
         "auditor",
-        None,
+        "logbook.entries_read",
         ("tenant", "tenant"),
         PLATFORM_403,
-        prefix="logbook",
-        read_mark=LOGBOOK_UNLOGGED,
-        refusal_mark=LOGBOOK_UNLOGGED,
     ),
     "/v1/archive-units/{unit_id}/lifecycle": Case(
         "/v1/archive-units/{root}/lifecycle",
         "auditor",
-        None,
-        ("archive_unit", "root"),
+        "logbook.lifecycle_read",
+        ("tenant", "tenant"),  # not the unit: it would join the lifecycle it reads
         PLATFORM_403,
-        prefix="logbook",
-        read_mark=LOGBOOK_UNLOGGED,
-        refusal_mark=LOGBOOK_UNLOGGED,
     ),
     "/v1/logbook/proofs/inclusion": Case(
         "/v1/logbook/proofs/inclusion?entry={entry}",
         "auditor",
-        None,
+        "logbook.proof_read",
         ("tenant", "tenant"),
         PLATFORM_403,
-        prefix="logbook",
-        read_mark=LOGBOOK_UNLOGGED,
-        refusal_mark=LOGBOOK_UNLOGGED,
     ),
 }
 
