@@ -115,7 +115,7 @@ async def lift_hold(
 @router.get("/v1/disposal-requests/due")
 def due(caller: CallerDep, services: ServicesDep, kind: str = "destroy") -> dict[str, Any]:
     """What a request of ``kind`` would propose now (nothing is recorded)."""
-    found = services.disposal.due(caller, kind)
+    found = services.disposal.read_due(caller, kind)
     return {"kind": kind, "units": [candidate_json(c) for c in found]}
 
 
@@ -143,18 +143,20 @@ def list_requests(
     caller: CallerDep, services: ServicesDep, status: str | None = None
 ) -> dict[str, Any]:
     return {
-        "requests": [request_json(r) for r in services.disposal.requests(caller, status=status)]
+        "requests": [
+            request_json(r) for r in services.disposal.read_requests(caller, status=status)
+        ]
     }
 
 
 @router.get("/v1/disposal-requests/{request_id}")
 def get_request(request_id: str, caller: CallerDep, services: ServicesDep) -> dict[str, Any]:
-    return request_json(services.disposal.get(caller, request_id))
+    return request_json(services.disposal.read_request(caller, request_id))
 
 
 @router.get("/v1/disposal-requests/{request_id}/documents/{name}")
 def get_document(request_id: str, name: str, caller: CallerDep, services: ServicesDep) -> Response:
-    data, media_type = services.disposal.document(caller, request_id, name)
+    data, media_type = services.disposal.read_document(caller, request_id, name)
     return Response(
         data,
         media_type=media_type,

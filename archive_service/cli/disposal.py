@@ -202,7 +202,7 @@ def due(
     from archive_service.services.disposal import candidate_json
 
     def act(services: Services, caller: Caller) -> list[dict[str, Any]]:
-        return [candidate_json(c) for c in services.disposal.due(caller, kind)]
+        return [candidate_json(c) for c in services.disposal.read_due(caller, kind)]
 
     found = _run(tenant, None, act)
     if as_json:
@@ -259,7 +259,7 @@ def list_requests(
     from archive_service.services.disposal import request_json
 
     def act(services: Services, caller: Caller) -> list[dict[str, Any]]:
-        return [request_json(r) for r in services.disposal.requests(caller, status=status)]
+        return [request_json(r) for r in services.disposal.read_requests(caller, status=status)]
 
     found = _run(tenant, None, act)
     if as_json:
@@ -276,7 +276,7 @@ def show(
     """One request: its units, visa, documents, execution and certificate."""
     from archive_service.services.disposal import request_json
 
-    body = _run(tenant, None, lambda s, c: request_json(s.disposal.get(c, request_id)))
+    body = _run(tenant, None, lambda s, c: request_json(s.disposal.read_request(c, request_id)))
     if as_json:
         _dump(body)
     else:
@@ -291,7 +291,7 @@ def document(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write it.")],
 ) -> None:
     """Write one of the request's stored documents (digest checked) to a file."""
-    data, _ = _run(tenant, None, lambda s, c: s.disposal.document(c, request_id, name))
+    data, _ = _run(tenant, None, lambda s, c: s.disposal.read_document(c, request_id, name))
     output.write_bytes(data)
     typer.echo(f"{output} ({len(data)} bytes)")
 

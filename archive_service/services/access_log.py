@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextlib import suppress
-from typing import Any
+from typing import Any, TypeVar
 
-from archive_service.errors import ArchiveError
+from archive_service.errors import ArchiveError, Forbidden
 from archive_service.ports import Caller, Clock, LogEvent, UnitOfWork
 
 OK = "OK"
 REFUSED = "REFUSED"
 FAILED = "FAILED"
+
+
+T = TypeVar("T")
 
 
 def caller_details(caller: Caller) -> dict[str, str]:
@@ -58,6 +61,38 @@ class AccessLog:
                 )
             )
             uow.commit()
+
+    def traced(
+        self,
+        caller: Caller,
+        event_type: str,
+        *,
+        subject: tuple[str, str],
+        read: Callable[[], T],
+        details: Callable[[T], Mapping[str, Any]],
+    ) -> T:
+        """Run ``read`` for ``caller`` and log it: ``details(result)`` when it answered, or
+        REFUSED (with the reason) when the caller may not; any other error propagates."""
+        try:
+            found = read()
+        except Forbidden as exc:
+            self.append(
+                caller,
+                event_type,
+                subject_type=subject[0],
+                subject_id=subject[1],
+                details={"reason": exc.message},
+                outcome=REFUSED,
+            )
+            raise
+        self.append(
+            caller,
+            event_type,
+            subject_type=subject[0],
+            subject_id=subject[1],
+            details=details(found),
+        )
+        return found
 
     def failed(
         self,

@@ -107,6 +107,7 @@ from archive_service.ports import (
     UnitOfWork,
     UnitRecord,
 )
+from archive_service.services.access_log import REFUSED, AccessLog, caller_details
 from archive_service.services.holds import covering_holds, subtree_ids
 from archive_service.services.lifecycle_documents import (
     bordereau_csv,
@@ -560,6 +561,70 @@ class DisposalService:
             uow.commit()
 
     # -- reading ---------------------------------------------------------------------------
+    #
+    # ``read_*`` serve a caller (API, CLI) and leave one entry each (REFUSED for a role that
+    # may not read); the plain methods are the steps' own reads and log nothing.
+
+    def _traced(
+        self,
+        caller: Caller,
+        event: str,
+        subject: tuple[str, str],
+        read: Callable[[], Any],
+        details: Callable[[Any], dict[str, Any]],
+    ) -> Any:
+        log = AccessLog(uow=self._uow, clock=self._clock)
+        return log.traced(caller, event, subject=subject, read=read, details=details)
+
+    def read_due(self, caller: Caller, kind: str) -> list[Candidate]:
+        """:meth:`due`, logged ``disposal.due_read`` (what it listed)."""
+        found: list[Candidate] = self._traced(
+            caller,
+            "disposal.due_read",
+            ("tenant", caller.tenant_id),
+            lambda: self.due(caller, kind),
+            lambda got: {"kind": kind, "units": len(got)},
+        )
+        return found
+
+    def read_requests(
+        self, caller: Caller, *, status: str | None = None
+    ) -> list[DisposalRequestRecord]:
+        """:meth:`requests`, logged ``disposal.requests_read``."""
+        found: list[DisposalRequestRecord] = self._traced(
+            caller,
+            "disposal.requests_read",
+            ("tenant", caller.tenant_id),
+            lambda: self.requests(caller, status=status),
+            lambda got: {"status": status, "requests": [r.id for r in got]},
+        )
+        return found
+
+    def read_request(self, caller: Caller, request_id: str) -> DisposalRequestRecord:
+        """:meth:`get`, logged ``disposal.request_read``."""
+        found: DisposalRequestRecord = self._traced(
+            caller,
+            "disposal.request_read",
+            ("disposal_request", request_id),
+            lambda: self.get(caller, request_id),
+            lambda got: {"status": got.status.value, "units": len(got.unit_ids)},
+        )
+        return found
+
+    def read_document(self, caller: Caller, request_id: str, name: str) -> tuple[bytes, str]:
+        """:meth:`document`, logged ``disposal.document_read`` with its size and digest."""
+        found: tuple[bytes, str] = self._traced(
+            caller,
+            "disposal.document_read",
+            ("disposal_request", request_id),
+            lambda: self.document(caller, request_id, name),
+            lambda got: {
+                "document": name,
+                "size": len(got[0]),
+                "sha256": hashlib.sha256(got[0]).hexdigest(),
+            },
+        )
+        return found
 
     def get(self, caller: Caller, request_id: str) -> DisposalRequestRecord:
         self._may_read(caller)
@@ -736,7 +801,18 @@ class DisposalService:
         file the caller removes; built again, same message identifier, on each call until
         the archives reply). Logged with its digest. A request the archives rejected is
         closed: its units may be proposed again."""
-        self._may_write(caller, "export a transfer")
+        try:
+            self._may_write(caller, "export a transfer")
+        except Forbidden as exc:
+            AccessLog(uow=self._uow, clock=self._clock).append(
+                caller,
+                "disposal.transfer_exported",
+                subject_type="disposal_request",
+                subject_id=request_id,
+                details={"reason": exc.message},
+                outcome=REFUSED,
+            )
+            raise
         request = self.get(caller, request_id)
         if request.kind != "transfer":
             raise Conflict(f"request {request_id} is a {request.kind} request, not a transfer")
@@ -1544,5 +1620,10 @@ class DisposalService:
             subject_type="disposal_request",
             subject_id=request.id,
             actor=caller.client_id,
-            details={"request_id": request.id, "by": caller.name, **details},
+            details={
+                **caller_details(caller),
+                "request_id": request.id,
+                "by": caller.name,
+                **details,
+            },
         )

@@ -79,7 +79,7 @@ from archive_service.ports import (
     TimestampAuthority,
     UnitOfWork,
 )
-from archive_service.services.access_log import REFUSED, AccessLog
+from archive_service.services.access_log import AccessLog
 
 _logger = logging.getLogger(__name__)
 
@@ -425,22 +425,7 @@ class LogbookService:
         details: Callable[[Any], dict[str, Any]],
     ) -> Any:
         log = AccessLog(uow=self._uow, clock=self._clock)
-        try:
-            found = read()
-        except Forbidden as exc:
-            log.append(
-                caller,
-                event,
-                subject_type=subject[0],
-                subject_id=subject[1],
-                details={"reason": exc.message},
-                outcome=REFUSED,
-            )
-            raise
-        log.append(
-            caller, event, subject_type=subject[0], subject_id=subject[1], details=details(found)
-        )
-        return found
+        return log.traced(caller, event, subject=subject, read=read, details=details)
 
     def read_entries(
         self,

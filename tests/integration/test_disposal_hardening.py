@@ -329,9 +329,10 @@ def test_proposals_posted_at_once_never_share_a_unit(
     lost = next(a.json() for a in answers if a.status_code == 409)
     assert {x["unit_id"] for x in lost["taken"]} == set(won["unit_ids"])
     assert {x["request_id"] for x in lost["taken"]} == {won["id"]}
+    # (before reading the requests back: that read is logged too)
+    assert disposal_entries(env, mark) == ["disposal.proposed"]
     taken = open_units(env)
     assert len(taken) == len(set(taken)) and set(taken) == set(won["unit_ids"])
-    assert disposal_entries(env, mark) == ["disposal.proposed"]
     prefix = f"tenants/{tenant_of(env)}/disposal/"
     new = {e for e in stored_objects(env.services) - objects if e[1].startswith(prefix)}
     assert {e[1].split("@", 1)[0].split("/")[3] for e in new} == {won["id"]}
