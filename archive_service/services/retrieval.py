@@ -330,6 +330,21 @@ class RetrievalService:
         details: dict[str, Any],
     ) -> bytes:
         subject = {"subject_type": "archive_unit", "subject_id": unit_id}
+        with self._uow() as uow:
+            recorded = uow.archive.copies_of_key(package.tenant_id, package.id, key)
+            unit = uow.archive.get_unit(package.tenant_id, unit_id)
+        if not recorded and unit is not None:
+            # A package whose every unit a disposal took has its manifest and token purged:
+            # 410 with the tombstone, as the content of those units answers.
+            gone = self._guard.gone(unit)
+            if gone is not None:
+                self._refuse(
+                    caller,
+                    event,
+                    ("archive_unit", unit_id),
+                    {**details, "reason": f"archive unit {gone['unit_status']}", "gone": gone},
+                )
+                raise gone_error(f"{event.split('.', 1)[0]} of {unit_id}", gone)
         try:
             stream, offer = self._open_first(package.tenant_id, package.id, key)
             with stream:

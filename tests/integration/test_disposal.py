@@ -818,6 +818,19 @@ def test_a_dossier_destroyed_whole_loses_its_manifest_token_and_search_entry(
     with env.services.ingest._uow() as uow:
         assert uow.archive.copies_of_package(tenant, package.id) == []
         assert uow.disposal.tombstone(tenant, root) is not None
+    # Its manifest and token answer 410 with the tombstone, logged REFUSED, like its content.
+    for what, event in (
+        ("manifest", "manifest.read"),
+        ("timestamp", "timestamp.read"),
+        ("versions/1/manifest", "manifest.read"),
+        ("versions/1/timestamp", "timestamp.read"),
+    ):
+        got = env.http.get(f"/v1/archive-units/{root}/{what}", headers=env.auth("auditor"))
+        assert got.status_code == 410, (what, got.text)
+        assert got.json()["unit_status"] == "destroyed" and "V-4" in got.text, got.text
+        with env.services.ingest._uow() as uow:
+            last = uow.logbook.for_subject(tenant, root)[-1]
+        assert (last.event_type, last.outcome) == (event, "REFUSED"), last
 
 
 @only_stack("production")
