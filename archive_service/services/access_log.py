@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextlib import suppress
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from archive_service.errors import ArchiveError, Forbidden
 from archive_service.ports import Caller, Clock, LogEvent, UnitOfWork
@@ -93,6 +93,30 @@ class AccessLog:
             details=details(found),
         )
         return found
+
+    def forbid(
+        self,
+        caller: Caller,
+        event_type: str,
+        *,
+        unit_id: str,
+        details: Mapping[str, Any],
+        reason: str,
+        message: str,
+    ) -> NoReturn:
+        """Raise ``Forbidden(message)`` for a role that may not read ``event_type``'s kind of
+        record, logged ``REFUSED`` against the unit when it exists (``unit_id`` given): the
+        answer is the same either way, so nothing is disclosed."""
+        if unit_id:
+            self.append(
+                caller,
+                event_type,
+                subject_type="archive_unit",
+                subject_id=unit_id,
+                details={**details, "reason": reason},
+                outcome=REFUSED,
+            )
+        raise Forbidden(message)
 
     def failed(
         self,

@@ -34,7 +34,7 @@ from archive_service.ports import (
     Role,
     UnitOfWork,
 )
-from archive_service.services.access_log import REFUSED, AccessLog, caller_details
+from archive_service.services.access_log import AccessLog, caller_details
 from archive_service.services.communicability import lineage_ids
 
 _logger = logging.getLogger(__name__)
@@ -115,21 +115,15 @@ class DerogationService:
     def _refuse(
         self, caller: Caller, event: str, unit_id: str, details: dict[str, str]
     ) -> NoReturn:
-        """403 for a role that may not read dérogations (platforms), logged ``REFUSED`` when
-        the subject exists (``unit_id`` given); the answer is the same either way."""
-        if unit_id:
-            self._log.append(
-                caller,
-                event,
-                subject_type="archive_unit",
-                subject_id=unit_id,
-                details={
-                    **details,
-                    "reason": f"role {caller.role.value} may not read dérogations",
-                },
-                outcome=REFUSED,
-            )
-        raise Forbidden(f"role {caller.role.value!r} may not read dérogations")
+        """403 for a role that may not read dérogations; see :meth:`AccessLog.forbid`."""
+        self._log.forbid(
+            caller,
+            event,
+            unit_id=unit_id,
+            details=details,
+            reason=f"role {caller.role.value} may not read dérogations",
+            message=f"role {caller.role.value!r} may not read dérogations",
+        )
 
     def view(self, caller: Caller, unit_id: str) -> DerogationView:
         """The dérogations on ``unit_id`` and the active ones above it (logged

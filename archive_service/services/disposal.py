@@ -292,6 +292,7 @@ class DisposalService:
         self._uow = uow
         self._offers = tuple(offers)
         self._clock = clock
+        self._access = AccessLog(uow=uow, clock=clock)
         self._storage_clock = storage_clock
         self._tsa = tsa
         self._validator = validator
@@ -565,25 +566,14 @@ class DisposalService:
     # ``read_*`` serve a caller (API, CLI) and leave one entry each (REFUSED for a role that
     # may not read); the plain methods are the steps' own reads and log nothing.
 
-    def _traced(
-        self,
-        caller: Caller,
-        event: str,
-        subject: tuple[str, str],
-        read: Callable[[], Any],
-        details: Callable[[Any], dict[str, Any]],
-    ) -> Any:
-        log = AccessLog(uow=self._uow, clock=self._clock)
-        return log.traced(caller, event, subject=subject, read=read, details=details)
-
     def read_due(self, caller: Caller, kind: str) -> list[Candidate]:
         """:meth:`due`, logged ``disposal.due_read`` (what it listed)."""
-        found: list[Candidate] = self._traced(
+        found: list[Candidate] = self._access.traced(
             caller,
             "disposal.due_read",
-            ("tenant", caller.tenant_id),
-            lambda: self.due(caller, kind),
-            lambda got: {"kind": kind, "units": len(got)},
+            subject=("tenant", caller.tenant_id),
+            read=lambda: self.due(caller, kind),
+            details=lambda got: {"kind": kind, "units": len(got)},
         )
         return found
 
@@ -591,34 +581,34 @@ class DisposalService:
         self, caller: Caller, *, status: str | None = None
     ) -> list[DisposalRequestRecord]:
         """:meth:`requests`, logged ``disposal.requests_read``."""
-        found: list[DisposalRequestRecord] = self._traced(
+        found: list[DisposalRequestRecord] = self._access.traced(
             caller,
             "disposal.requests_read",
-            ("tenant", caller.tenant_id),
-            lambda: self.requests(caller, status=status),
-            lambda got: {"status": status, "requests": [r.id for r in got]},
+            subject=("tenant", caller.tenant_id),
+            read=lambda: self.requests(caller, status=status),
+            details=lambda got: {"status": status, "requests": [r.id for r in got]},
         )
         return found
 
     def read_request(self, caller: Caller, request_id: str) -> DisposalRequestRecord:
         """:meth:`get`, logged ``disposal.request_read``."""
-        found: DisposalRequestRecord = self._traced(
+        found: DisposalRequestRecord = self._access.traced(
             caller,
             "disposal.request_read",
-            ("disposal_request", request_id),
-            lambda: self.get(caller, request_id),
-            lambda got: {"status": got.status.value, "units": len(got.unit_ids)},
+            subject=("disposal_request", request_id),
+            read=lambda: self.get(caller, request_id),
+            details=lambda got: {"status": got.status.value, "units": len(got.unit_ids)},
         )
         return found
 
     def read_document(self, caller: Caller, request_id: str, name: str) -> tuple[bytes, str]:
         """:meth:`document`, logged ``disposal.document_read`` with its size and digest."""
-        found: tuple[bytes, str] = self._traced(
+        found: tuple[bytes, str] = self._access.traced(
             caller,
             "disposal.document_read",
-            ("disposal_request", request_id),
-            lambda: self.document(caller, request_id, name),
-            lambda got: {
+            subject=("disposal_request", request_id),
+            read=lambda: self.document(caller, request_id, name),
+            details=lambda got: {
                 "document": name,
                 "size": len(got[0]),
                 "sha256": hashlib.sha256(got[0]).hexdigest(),
@@ -804,7 +794,7 @@ class DisposalService:
         try:
             self._may_write(caller, "export a transfer")
         except Forbidden as exc:
-            AccessLog(uow=self._uow, clock=self._clock).append(
+            self._access.append(
                 caller,
                 "disposal.transfer_exported",
                 subject_type="disposal_request",

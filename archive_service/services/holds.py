@@ -36,7 +36,7 @@ from archive_service.ports import (
     UnitOfWork,
     UnitRecord,
 )
-from archive_service.services.access_log import REFUSED, AccessLog
+from archive_service.services.access_log import AccessLog
 
 _logger = logging.getLogger(__name__)
 
@@ -179,18 +179,15 @@ class HoldService:
     def _refuse(
         self, caller: Caller, event: str, unit_id: str, details: dict[str, str]
     ) -> NoReturn:
-        """403 for a role that may not read holds, logged ``REFUSED`` when the subject exists
-        (``unit_id`` given); the answer is the same either way, nothing is disclosed."""
-        if unit_id:
-            self._log.append(
-                caller,
-                event,
-                subject_type="archive_unit",
-                subject_id=unit_id,
-                details={**details, "reason": f"role {caller.role.value} may not read holds"},
-                outcome=REFUSED,
-            )
-        raise Forbidden(f"role {caller.role.value!r} may not read legal holds")
+        """403 for a role that may not read holds; see :meth:`AccessLog.forbid`."""
+        self._log.forbid(
+            caller,
+            event,
+            unit_id=unit_id,
+            details=details,
+            reason=f"role {caller.role.value} may not read holds",
+            message=f"role {caller.role.value!r} may not read legal holds",
+        )
 
     def view(self, caller: Caller, unit_id: str) -> HoldView:
         """The holds on ``unit_id`` and those covering it from above (logged

@@ -187,6 +187,7 @@ class LogbookService:
         self._offers = tuple(offers)
         self._tsa = tsa
         self._clock = clock
+        self._access = AccessLog(uow=uow, clock=clock)
         self._key = signing_key
         self._public = signing_key.public_key()
         self.key_name = key_name
@@ -416,17 +417,6 @@ class LogbookService:
     # Consulting the journal is itself a consultation to trace (who read which part of it).
     # The evidence service calls the plain methods below: its own read is its evidence.read.
 
-    def _traced(
-        self,
-        caller: Caller,
-        event: str,
-        subject: tuple[str, str],
-        read: Callable[[], Any],
-        details: Callable[[Any], dict[str, Any]],
-    ) -> Any:
-        log = AccessLog(uow=self._uow, clock=self._clock)
-        return log.traced(caller, event, subject=subject, read=read, details=details)
-
     def read_entries(
         self,
         caller: Caller,
@@ -437,12 +427,12 @@ class LogbookService:
         limit: int = 100,
     ) -> list[LogEntryRecord]:
         """:meth:`entries`, logged ``logbook.entries_read`` (REFUSED for a role that may not)."""
-        found: list[LogEntryRecord] = self._traced(
+        found: list[LogEntryRecord] = self._access.traced(
             caller,
             "logbook.entries_read",
-            ("tenant", caller.tenant_id),
-            lambda: self.entries(caller, start=start, end=end, after_id=after_id, limit=limit),
-            lambda got: {
+            subject=("tenant", caller.tenant_id),
+            read=lambda: self.entries(caller, start=start, end=end, after_id=after_id, limit=limit),
+            details=lambda got: {
                 "from": start.isoformat() if start else None,
                 "to": end.isoformat() if end else None,
                 "after_id": after_id,
@@ -457,12 +447,12 @@ class LogbookService:
         """:meth:`lifecycle`, logged ``logbook.lifecycle_read``. The entry's subject is the
         tenant's journal, the unit is in its details: an entry about the unit would join the
         very lifecycle being read, and a reader paging through it would feed it."""
-        found: list[LogEntryRecord] = self._traced(
+        found: list[LogEntryRecord] = self._access.traced(
             caller,
             "logbook.lifecycle_read",
-            ("tenant", caller.tenant_id),
-            lambda: self.lifecycle(caller, unit_id, after_id=after_id, limit=limit),
-            lambda got: {"unit_id": unit_id, "after_id": after_id, "entries": len(got)},
+            subject=("tenant", caller.tenant_id),
+            read=lambda: self.lifecycle(caller, unit_id, after_id=after_id, limit=limit),
+            details=lambda got: {"unit_id": unit_id, "after_id": after_id, "entries": len(got)},
         )
         return found
 
@@ -470,12 +460,12 @@ class LogbookService:
         self, caller: Caller, entry_id: int, tree_size: int | None = None
     ) -> InclusionProof:
         """:meth:`inclusion`, logged ``logbook.proof_read``."""
-        proof: InclusionProof = self._traced(
+        proof: InclusionProof = self._access.traced(
             caller,
             "logbook.proof_read",
-            ("tenant", caller.tenant_id),
-            lambda: self.inclusion(caller, entry_id, tree_size),
-            lambda got: {"entry_id": entry_id, "tree_size": got.tree_size},
+            subject=("tenant", caller.tenant_id),
+            read=lambda: self.inclusion(caller, entry_id, tree_size),
+            details=lambda got: {"entry_id": entry_id, "tree_size": got.tree_size},
         )
         return proof
 
