@@ -28,7 +28,7 @@ from archive_service.core.procurement import (
     parse_addition,
     parse_metadata,
 )
-from archive_service.errors import ArchiveError, InvalidInput, Issue, NotFound
+from archive_service.errors import InvalidInput, Issue, NotFound
 from archive_service.ports import (
     BlobStore,
     Caller,
@@ -41,8 +41,8 @@ from archive_service.ports import (
     UnitRecord,
 )
 from archive_service.services.access_log import REFUSED, AccessLog
-from archive_service.services.communicability import AccessGuard, gone_error
-from archive_service.services.recorded import open_recorded
+from archive_service.services.communicability import AccessGuard
+from archive_service.services.recorded import RecordedReader
 
 ACTIVE = "active"
 
@@ -225,7 +225,9 @@ class DossierService:
         self._uow = uow
         self._offers = tuple(offers)
         self._log = AccessLog(uow=uow, clock=clock)
-        self._guard = AccessGuard(uow=uow, clock=clock)
+        self._reader = RecordedReader(
+            uow, self._offers, self._log, AccessGuard(uow=uow, clock=clock)
+        )
 
     def _root(self, caller: Caller, unit_id: str, event: str) -> UnitRecord:
         """The dossier root of ``unit_id`` as the caller may see it (the visibility of
@@ -326,38 +328,6 @@ class DossierService:
         )
         return package, data
 
-    def _refuse_if_purged(
-        self,
-        caller: Caller,
-        event: str,
-        unit_id: str,
-        package: PackageRecord,
-        key: str,
-        details: dict[str, Any],
-    ) -> None:
-        """A version whose every unit a disposal took has its manifest and token purged:
-        410 with a tombstone of its units, logged REFUSED."""
-        with self._uow() as uow:
-            if uow.archive.copies_of_key(package.tenant_id, package.id, key):
-                return
-            units = [
-                u
-                for u in uow.archive.units_of_root(package.tenant_id, package.root_unit_id)
-                if u.package_id == package.id
-            ]
-        gone = next((g for g in map(self._guard.gone, units) if g is not None), None)
-        if gone is None:
-            return
-        self._log.append(
-            caller,
-            event,
-            subject_type="archive_unit",
-            subject_id=unit_id,
-            details={**details, "reason": "version purged by a disposal", "gone": gone},
-            outcome=REFUSED,
-        )
-        raise gone_error(f"version {package.sequence} of dossier {package.root_unit_id}", gone)
-
     def _read_logged(
         self,
         caller: Caller,
@@ -367,20 +337,14 @@ class DossierService:
         key: str,
         details: dict[str, Any],
     ) -> bytes:
-        """The recorded copy of ``key`` (services/recorded.py), its read logged first."""
-        details = {**details, "package_id": package.id, "sequence": package.sequence}
-        subject = {"subject_type": "archive_unit", "subject_id": unit_id}
-        self._refuse_if_purged(caller, event, unit_id, package, key, details)
-        try:
-            with self._uow() as uow:
-                copies = uow.archive.copies_of_key(package.tenant_id, package.id, key)
-            stream, offer = open_recorded(self._offers, copies, key)
-            with stream:
-                data = stream.read()
-        except ArchiveError as exc:
-            self._log.failed(caller, event, exc, **subject, details=details)
-            raise
-        self._log.append(
-            caller, event, **subject, details={**details, "offer": offer, "bytes": len(data)}
+        """The recorded copy of ``key`` (services/recorded.py), its read logged."""
+        return self._reader.read(
+            caller,
+            event,
+            unit_id=unit_id,
+            package=package,
+            key=key,
+            details={**details, "package_id": package.id, "sequence": package.sequence},
+            what=f"version {package.sequence} of dossier {package.root_unit_id}",
+            purged_reason="version purged by a disposal",
         )
-        return data

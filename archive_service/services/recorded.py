@@ -8,11 +8,14 @@ a new one, and only the database knows which version holds the verified bytes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import BinaryIO
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO
 
 from archive_service.errors import ArchiveError, Unavailable
-from archive_service.ports import BlobStore, CopyRecord
+from archive_service.ports import BlobStore, Caller, CopyRecord, PackageRecord, UnitOfWork
+from archive_service.services.access_log import REFUSED, AccessLog
+from archive_service.services.communicability import AccessGuard, gone_error
 
 
 def recorded_versions(copies: Iterable[CopyRecord], key: str) -> dict[str, str | None]:
@@ -42,3 +45,65 @@ def open_recorded(
     elif not errors:
         errors.append(f"no configured offer holds a recorded copy of {key}")
     raise Unavailable("no storage offer could serve the object: " + "; ".join(errors))
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedReader:
+    """Reads a package's manifest or token for a caller, from its recorded copy, and logs the
+    read (``FAILED`` when storage fails). A package a disposal purged whole (every unit gone,
+    so its manifest and token too) answers ``Gone`` with a tombstone, logged ``REFUSED``."""
+
+    uow: Callable[[], UnitOfWork]
+    offers: Sequence[BlobStore]
+    log: AccessLog
+    guard: AccessGuard
+
+    def read(
+        self,
+        caller: Caller,
+        event: str,
+        *,
+        unit_id: str,
+        package: PackageRecord,
+        key: str,
+        details: dict[str, Any],
+        what: str,
+        purged_reason: str | None = None,
+    ) -> bytes:
+        subject = {"subject_type": "archive_unit", "subject_id": unit_id}
+        with self.uow() as uow:
+            copies = uow.archive.copies_of_key(package.tenant_id, package.id, key)
+            units = (
+                []
+                if copies
+                else [
+                    u
+                    for u in uow.archive.units_of_root(package.tenant_id, package.root_unit_id)
+                    if u.package_id == package.id
+                ]
+            )
+        gone = next((g for g in map(self.guard.gone, units) if g is not None), None)
+        if gone is not None:
+            self.log.append(
+                caller,
+                event,
+                **subject,
+                details={
+                    **details,
+                    "reason": purged_reason or f"archive unit {gone['unit_status']}",
+                    "gone": gone,
+                },
+                outcome=REFUSED,
+            )
+            raise gone_error(what, gone)
+        try:
+            stream, offer = open_recorded(self.offers, copies, key)
+            with stream:
+                data = stream.read()
+        except ArchiveError as exc:
+            self.log.failed(caller, event, exc, **subject, details=details)
+            raise
+        self.log.append(
+            caller, event, **subject, details={**details, "offer": offer, "bytes": len(data)}
+        )
+        return data

@@ -56,7 +56,7 @@ from archive_service.services.communicability import (
     restricted_error,
     tombstone_summary,
 )
-from archive_service.services.recorded import open_recorded
+from archive_service.services.recorded import RecordedReader, open_recorded
 
 CONTENT_ROLES = frozenset({Role.ARCHIVIST, Role.ADMIN, Role.PLATFORM})
 
@@ -116,6 +116,7 @@ class RetrievalService:
         self._clock = clock
         self._log = AccessLog(uow=uow, clock=clock)
         self._guard = AccessGuard(uow=uow, clock=clock)
+        self._reader = RecordedReader(uow, self._offers, self._log, self._guard)
 
     # -- communicability, for every path that hands out content ------------------------------
 
@@ -329,33 +330,15 @@ class RetrievalService:
         key: str,
         details: dict[str, Any],
     ) -> bytes:
-        subject = {"subject_type": "archive_unit", "subject_id": unit_id}
-        with self._uow() as uow:
-            recorded = uow.archive.copies_of_key(package.tenant_id, package.id, key)
-            unit = uow.archive.get_unit(package.tenant_id, unit_id)
-        if not recorded and unit is not None:
-            # A package whose every unit a disposal took has its manifest and token purged:
-            # 410 with the tombstone, as the content of those units answers.
-            gone = self._guard.gone(unit)
-            if gone is not None:
-                self._refuse(
-                    caller,
-                    event,
-                    ("archive_unit", unit_id),
-                    {**details, "reason": f"archive unit {gone['unit_status']}", "gone": gone},
-                )
-                raise gone_error(f"{event.split('.', 1)[0]} of {unit_id}", gone)
-        try:
-            stream, offer = self._open_first(package.tenant_id, package.id, key)
-            with stream:
-                data = stream.read()
-        except ArchiveError as exc:
-            self._log.failed(caller, event, exc, **subject, details=details)
-            raise
-        self._log.append(
-            caller, event, **subject, details={**details, "offer": offer, "bytes": len(data)}
+        return self._reader.read(
+            caller,
+            event,
+            unit_id=unit_id,
+            package=package,
+            key=key,
+            details=details,
+            what=f"{event.split('.', 1)[0]} of {unit_id}",
         )
-        return data
 
     def manifest(self, caller: Caller, unit_id: str) -> tuple[PackageRecord, bytes]:
         """The package's SEDA manifest (logged ``manifest.read`` against the unit asked for)."""

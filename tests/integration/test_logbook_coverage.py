@@ -8,6 +8,7 @@ Ids unknown in the caller's tenant and requests without a valid key leave nothin
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -295,6 +296,8 @@ def test_a_storage_failure_before_the_first_byte_is_logged_failed(env: Env, tmp_
             raise Unavailable("offer down for the test")
 
     retrieval._offers = (DownOffer(),)  # type: ignore[assignment]
+    # (manifests and tokens are read by its RecordedReader, which holds the offers too)
+    retrieval._reader = dataclasses.replace(retrieval._reader, offers=retrieval._offers)
     for path, event, subject in (
         (f"/v1/objects/{obj['id']}/content", "object.read", obj["id"]),
         (f"/v1/archive-units/{unit['id']}/manifest", "manifest.read", unit["id"]),
